@@ -89,6 +89,27 @@ class Arch:
         high = [(255.0 * self.pixel_scale - m) / s for m, s in zip(mean, std)]
         return low, high
 
+    def normalise(self, pixels):
+        """Pixel values (0..255, numpy) -> the model's float32 units, ``(pixel * pixel_scale - mean) / std``.
+
+        The numpy form of :func:`keras_skipae.data.transforms.normalise` (the
+        pipelines' TensorFlow form); exporters and the probe use this one.
+        """
+        import numpy as np
+
+        mean = np.asarray(self.channel_mean(), np.float32)
+        std = np.asarray(self.channel_std(), np.float32)
+        return (np.asarray(pixels).astype(np.float32) * np.float32(self.pixel_scale) - mean) / std
+
+    def denormalise(self, x, *, clip: bool = True):
+        """The inverse of :meth:`normalise`: model units -> pixel values (0..255 float32, clipped unless told)."""
+        import numpy as np
+
+        mean = np.asarray(self.channel_mean(), np.float32)
+        std = np.asarray(self.channel_std(), np.float32)
+        pixels = (np.asarray(x, np.float32) * std + mean) / np.float32(self.pixel_scale)
+        return np.clip(pixels, 0.0, 255.0) if clip else pixels
+
     def normalised_range(self) -> tuple:
         """The (low, high) a pixel of 0 and of 255 map to, over all channels."""
         low, high = self.pixel_bounds()

@@ -20,26 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-
-def write_json_atomic(path, data) -> None:
-    """Write ``data`` as JSON to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False, default=_jsonable)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _jsonable(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
+from ..atomic import write_json_atomic
 
 
 def save_model_atomic(model: keras.Model, path) -> Path:
