@@ -3,6 +3,7 @@
 - :func:`load` (source, split) -> ``tf.data.Dataset`` of uint8 ``(image, label)`` or
   ``(image, mask)`` with ``ds.info`` a :class:`SourceInfo`
 - :func:`split` (ds, labels_per_class=/num_labels=, val_fraction=, seed=) -> :class:`Splits`
+- :func:`sample` (ds, limit, seed) -> a seeded subset, stratified by class (the one sampler)
 - :func:`pretrain_pipeline`, :func:`classification_pipeline`,
   :func:`segmentation_pipeline` (ds, arch, batch_size, ...) -> batches in the model's units
 - :func:`compute_stats` (ds) -> per-channel (mean, std); :func:`to_numpy` (ds) -> arrays;
@@ -23,7 +24,7 @@ Example::
 from .info import DataError, SourceInfo
 from .pipeline import classification_pipeline, pretrain_pipeline, segmentation_pipeline
 from .sources import load
-from .splits import Splits, split
+from .splits import Splits, sample, sample_indices, split
 from .stats import compute_stats, describe, to_numpy
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "describe",
     "load",
     "pretrain_pipeline",
+    "sample",
+    "sample_indices",
     "segmentation_pipeline",
     "split",
     "to_numpy",

@@ -85,6 +85,52 @@ def split(
     return Splits(subset(lab, "labelled"), subset(unl, "unlabelled"), subset(val, "val"), lab, unl, val)
 
 
+def sample(ds: tf.data.Dataset, limit: int | None, seed: int = 0) -> tf.data.Dataset:
+    """``limit`` examples of ``ds`` drawn at random, seeded: the one subset sampler of the package.
+
+    Classification data are stratified by class (each class in proportion to
+    its size, as :func:`split` with ``num_labels=limit``). Segmentation data,
+    and pools holding unlabelled examples (label -1), are drawn uniformly.
+    Never the first ``limit``: sources ordered by class (``folder:`` trees)
+    would give only the first classes. Only the chosen examples are read.
+    The whole dataset when it holds ``limit`` or fewer; ``limit=None``: all.
+
+    >>> heldout = data.sample(data.load("folder:cifar10_jpg.zip", "test"), 2000, seed=0)
+    """
+    if limit is None:
+        return ds
+    if not isinstance(limit, (int, np.integer)) or limit < 1:
+        raise DataError(f"limit={limit!r}; expected a positive number of examples")
+    info = info_of(ds)
+    n = info.num_examples if info is not None else None
+    if n is not None and limit >= n:
+        return ds
+    table = info.table if info is not None and info.table is not None else _stream_table(ds, info)
+    if limit >= table.num_examples:
+        return ds
+    labels = table.labels() if table.task == "classification" else None
+    if labels is not None and not bool((np.asarray(labels) < 0).any()):
+        return split(ds, num_labels=int(limit), val_fraction=0.0, seed=seed).labelled
+    indices = np.sort(np.random.default_rng(seed).choice(table.num_examples, size=int(limit), replace=False))
+    sub = SubsetTable(table, indices)
+    base = info if info is not None else SourceInfo(
+        name="dataset", task=table.task, num_classes=0, class_names=(), channels=int(ds.element_spec[0].shape[-1] or 0),
+        image_shape=None, num_examples=table.num_examples,
+    )  # fmt: skip
+    return attach_info(sub.dataset(), base.replace(num_examples=int(limit), table=sub))
+
+
+def sample_indices(labels: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of the :func:`sample` of ``limit`` examples with class ``labels`` (numpy arrays)."""
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    if limit >= len(labels):
+        return np.arange(len(labels))
+    num_classes = int(labels.max(initial=-1)) + 1
+    rng = np.random.default_rng(seed)
+    _, lab, _ = _stratified(labels, num_classes, None, int(limit), 0.0, rng, None)
+    return lab
+
+
 def _stratified(labels, num_classes, per_class, total, val_fraction, rng, info):
     names = info.class_names if info is not None and info.class_names else tuple(str(c) for c in range(num_classes))
     perms, val, rest = [], [], []

@@ -1,0 +1,285 @@
+"""The run directory: the one place that knows its layout on disk.
+
+A run of a recipe (:func:`keras_skipae.recipes.run`) writes::
+
+    RUN/recipe.yaml        the resolved recipe (every default filled in)
+    RUN/environment.json   versions, git revision, seed, strategy
+    RUN/metrics.json       {"stages": {STAGE: entry}} in recipe order
+    RUN/STAGE/stage.json   the stage's entry once it finished (its commit marker)
+    RUN/STAGE/model.keras  the stage's final (or best) model
+    RUN/STAGE/history.csv  one row per epoch (1-based ``epoch`` column)
+    RUN/STAGE/checkpoints/epoch_EEE.keras
+    RUN/STAGE/.workerN/    what worker N of a multi-worker run writes
+
+A stage's entry holds ``kind`` (autoencoder, classifier, segmenter), ``model``
+(relative to RUN), ``metrics`` (on ``evaluated_on``), ``val_metrics`` (the
+best or last epoch), ``epochs``, ``best_epoch``, ``seconds`` and, for
+auto-encoders, ``corruption`` ``{"kind", "level", "where"}``: how inputs were
+corrupted in training, ``where`` being ``"model"`` (the model's own layer) or
+``"pipeline"`` (the data pipeline; the model's arch then says "none").
+
+Export, probe, evaluation and the command line read runs through
+:class:`RunDir`; the runner writes through it.
+
+>>> run = RunDir("runs/quickstart")
+>>> run.stage("finetune").metrics["accuracy"]
+>>> run.stage().model            # the last finished stage's model file
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .atomic import write_json_atomic, write_text_atomic
+
+RECIPE_FILE = "recipe.yaml"
+METRICS_FILE = "metrics.json"
+ENVIRONMENT_FILE = "environment.json"
+STAGE_FILE = "stage.json"
+HISTORY_FILE = "history.csv"
+MODEL_FILE = "model.keras"
+CHECKPOINTS_DIR = "checkpoints"
+_EPOCH_FILE = re.compile(r"epoch_(\d+)\.keras$")
+
+
+class RunError(ValueError):
+    """A run directory is missing, incomplete or not what was asked for; the message says which file."""
+
+
+def read_history(path: str | os.PathLike) -> dict:
+    """A trainer's ``history.csv`` as ``{epoch: {column: float}}`` ({} when the file is missing).
+
+    ``epoch`` is the file's 1-based ``epoch`` column (the row's 1-based
+    position when a file has none); empty and non-numeric cells are left out.
+    The one reader of ``history.csv``.
+
+    >>> read_history("runs/ae/pretrain/history.csv")[2]["val_loss"]
+    """
+    path = Path(path)
+    if not path.exists():
+        return {}
+    out: dict = {}
+    with open(path, newline="") as f:
+        for i, row in enumerate(csv.DictReader(f)):
+            epoch = row.get("epoch")
+            epoch = int(float(epoch)) if epoch not in (None, "") else i + 1
+            values = {}
+            for key, value in row.items():
+                if key in ("epoch", None) or value in ("", None):
+                    continue
+                try:
+                    values[key] = float(value)
+                except ValueError:
+                    continue
+            out[epoch] = values
+    return out
+
+
+def checkpoint_epoch(path: str | os.PathLike) -> int | None:
+    """The epoch of a ``checkpoints/epoch_EEE.keras`` file name, None for other names."""
+    m = _EPOCH_FILE.search(str(path))
+    return int(m.group(1)) if m else None
+
+
+@dataclass
+class StageResult:
+    """A finished stage, as recorded in ``metrics.json``.
+
+    ``model`` is an absolute path; ``entry`` is the raw recorded dict.
+    """
+
+    name: str
+    kind: str
+    model: Path
+    metrics: dict = field(default_factory=dict)
+    val_metrics: dict = field(default_factory=dict)
+    corruption: dict | None = None
+    evaluated_on: str | None = None
+    epochs: int | None = None
+    best_epoch: int | None = None
+    seconds: float | None = None
+    entry: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_entry(cls, run_dir: Path, name: str, entry: dict) -> StageResult:
+        model = Path(entry.get("model", f"{name}/{MODEL_FILE}"))
+        return cls(name=name, kind=str(entry.get("kind")), model=model if model.is_absolute() else run_dir / model,
+                   metrics=dict(entry.get("metrics") or {}), val_metrics=dict(entry.get("val_metrics") or {}),
+                   corruption=entry.get("corruption"), evaluated_on=entry.get("evaluated_on"),
+                   epochs=entry.get("epochs"), best_epoch=entry.get("best_epoch"), seconds=entry.get("seconds"),
+                   entry=dict(entry))
+
+    @property
+    def training_corruption(self) -> dict | None:
+        """``{"corruption", "corruption_level"}`` when the data pipeline corrupted the inputs in training.
+
+        Such a model's own arch says corruption "none"; this says what the
+        pipeline applied, e.g. ``{"corruption": "masking (pipeline)",
+        "corruption_level": 0.25}``. None when the model's arch is right.
+        """
+        record = self.corruption
+        if not record or record.get("where") != "pipeline":
+            return None
+        return {"corruption": f"{record['kind']} (pipeline)", "corruption_level": float(record["level"])}
+
+
+class RunDir:
+    """A run directory: read its recipe, stages, histories and checkpoints; write its files atomically."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    # ------------------------------------------------------------------ files
+    @property
+    def recipe_file(self) -> Path:
+        return self.path / RECIPE_FILE
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def environment_file(self) -> Path:
+        return self.path / ENVIRONMENT_FILE
+
+    def is_run(self) -> bool:
+        """Whether this is a run directory (it has ``metrics.json`` or ``recipe.yaml``)."""
+        return self.metrics_file.is_file() or self.recipe_file.is_file()
+
+    def stage_dir(self, stage: str, worker: int | None = None) -> Path:
+        """The folder of ``stage`` (of multi-worker worker ``worker`` when given and not the chief)."""
+        base = self.path / stage
+        return base if worker is None else base / f".worker{worker}"
+
+    def stage_file(self, stage: str, worker: int | None = None) -> Path:
+        return self.stage_dir(stage, worker) / STAGE_FILE
+
+    def history_file(self, stage: str, worker: int | None = None) -> Path:
+        return self.stage_dir(stage, worker) / HISTORY_FILE
+
+    # ---------------------------------------------------------------- reading
+    def recipe(self) -> dict | None:
+        """The recorded (resolved) recipe as a dict, None when there is none."""
+        if not self.recipe_file.is_file():
+            return None
+        try:
+            raw = yaml.safe_load(self.recipe_file.read_text())
+        except yaml.YAMLError as exc:
+            raise RunError(f"{self.recipe_file}: not valid YAML ({exc}); the run directory is damaged, "
+                           f"use a new --run-dir") from None
+        if not isinstance(raw, dict):
+            raise RunError(f"{self.recipe_file}: expected a recipe mapping, got {type(raw).__name__}")
+        return raw
+
+    def _metrics(self) -> dict:
+        if not self.metrics_file.is_file():
+            return {"stages": {}}
+        try:
+            results = json.loads(self.metrics_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise RunError(f"{self.metrics_file} is not valid JSON ({exc})") from None
+        if not isinstance(results, dict) or not isinstance(results.get("stages", {}), dict):
+            raise RunError(f"{self.metrics_file} is not a run's metrics.json; expected "
+                           "{'stages': {NAME: {'kind': ...}}}")
+        results.setdefault("stages", {})
+        return results
+
+    def results(self) -> dict:
+        """``metrics.json``'s content: ``{"stages": {STAGE: entry}}`` ({} stages for a new run)."""
+        return self._metrics()
+
+    def stages(self) -> dict[str, StageResult]:
+        """The finished stages in recipe order."""
+        return {name: StageResult.from_entry(self.path, name, entry)
+                for name, entry in self._metrics()["stages"].items()}
+
+    def stage(self, name: str | None = None) -> StageResult:
+        """The finished stage ``name`` (the last finished one when None)."""
+        if not self.path.is_dir():
+            raise RunError(f"{self.path}: no such run directory")
+        stages = self.stages()
+        if not self.metrics_file.is_file():
+            raise RunError(f"{self.path}: not a run directory (no {METRICS_FILE}); run a recipe into it first")
+        if not stages:
+            raise RunError(f"{self.metrics_file} lists no finished stage yet")
+        if name is None:
+            return stages[list(stages)[-1]]
+        if name not in stages:
+            raise RunError(f"{self.path}: no finished stage {name!r}; finished stages: {', '.join(stages)}")
+        return stages[name]
+
+    def finished(self, stage: str, worker: int | None = None) -> dict | None:
+        """The stage's committed entry (its ``stage.json``), None while it is not finished."""
+        marker = self.stage_file(stage, worker)
+        return json.loads(marker.read_text()) if marker.is_file() else None
+
+    def history(self, stage: str, worker: int | None = None) -> dict:
+        """``{epoch: {column: value}}`` of the stage's ``history.csv`` (see :func:`read_history`)."""
+        return read_history(self.history_file(stage, worker))
+
+    def epoch_row(self, stage: str, epoch: int, worker: int | None = None) -> dict | None:
+        """The history row of 1-based ``epoch``, None when it has none."""
+        return self.history(stage, worker).get(int(epoch))
+
+    def checkpoints(self, stage: str) -> list[tuple[int, Path]]:
+        """``(epoch, path)`` of the stage's periodic checkpoints, in epoch order."""
+        folder = self.stage_dir(stage) / CHECKPOINTS_DIR
+        found = [(checkpoint_epoch(p), p) for p in folder.glob("epoch_*.keras")]
+        return sorted((e, p) for e, p in found if e is not None)
+
+    def stage_corruption(self, stage: str) -> dict | None:
+        """:attr:`StageResult.training_corruption` of ``stage`` (None when not finished or not needed)."""
+        entry = self._metrics()["stages"].get(stage) or self.finished(stage)
+        if not entry:
+            return None
+        return StageResult.from_entry(self.path, stage, entry).training_corruption
+
+    def data_defaults(self) -> dict:
+        """``source``, ``train_split``, ``eval_split``, ``labels_per_class`` of the recorded recipe (or {})."""
+        cfg = (self.recipe() or {}).get("data") or {}
+        return {k: cfg[k] for k in ("source", "train_split", "eval_split", "labels_per_class")
+                if cfg.get(k) is not None}
+
+    # ---------------------------------------------------------------- writing
+    def write_recipe(self, recipe: dict) -> Path:
+        return write_text_atomic(self.recipe_file, yaml.safe_dump(recipe, sort_keys=False))
+
+    def write_environment(self, environment: dict) -> Path:
+        return write_json_atomic(self.environment_file, environment)
+
+    def write_results(self, results: dict) -> Path:
+        return write_json_atomic(self.metrics_file, results)
+
+    def commit_stage(self, stage: str, entry: dict, worker: int | None = None) -> Path:
+        """Mark ``stage`` finished with ``entry`` (its ``stage.json``)."""
+        return write_json_atomic(self.stage_file(stage, worker), entry)
+
+
+def resolve_model(target: str | os.PathLike, stage: str | None = None) -> Path:
+    """A ``.keras`` file from a model path or a run directory (its last finished stage, or ``stage``).
+
+    >>> resolve_model("runs/quickstart", "finetune")     # runs/quickstart/finetune/model.keras
+    """
+    path = Path(target)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise RunError(f"{target}: no such .keras file or run directory")
+    run = RunDir(path)
+    if not run.metrics_file.is_file():
+        raise RunError(f"{target}: neither a .keras file nor a run directory with {METRICS_FILE}")
+    return run.stage(stage).model
+
