@@ -25,7 +25,8 @@ Example::
 """
 
 from .arch import Arch
-from .models import build, encoder_model, unfreeze_encoder
+from .factory import build
+from .models import encoder_model, unfreeze_encoder
 from .presets import presets
 from .saving import load
 from .transfer import TransferError, TransferReport, transfer

@@ -11,13 +11,31 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
-DOWNSAMPLE_MODES = ("strided", "maxpool", "none")
-MERGE_MODES = ("add", "concat")
-CORRUPTIONS = ("none", "gaussian", "masking", "salt_pepper")
-OUTPUT_ACTIVATIONS = ("linear", "sigmoid")
-ACTIVATIONS = ("relu", "elu", "gelu", "swish", "leaky_relu", "tanh")
+# The typed choices, defined once: the Arch's validation, the recipe schema, the tuner's search
+# space and the command line's options all read these.
+Downsample = Literal["strided", "maxpool", "none"]
+Merge = Literal["add", "concat"]
+Corruption = Literal["none", "gaussian", "masking", "salt_pepper"]
+OutputActivation = Literal["linear", "sigmoid"]
+Activation = Literal["relu", "elu", "gelu", "swish", "leaky_relu", "tanh"]
+Pooling = Literal["avg", "max", "avgmax", "flatten"]
+Strategy = Literal["auto", "mirrored", "multi_worker", "tpu", "one_device"]
+Precision = Literal["float32", "mixed_float16", "mixed_bfloat16", "auto"]
+ModelKind = Literal["autoencoder", "classifier", "segmenter"]
+TuneAlgorithm = Literal["random", "bayesian", "hyperband"]
+TuneObjective = Literal["probe_accuracy", "val_reconstruction_loss"]
+
+DOWNSAMPLE_MODES = get_args(Downsample)
+MERGE_MODES = get_args(Merge)
+CORRUPTIONS = get_args(Corruption)
+OUTPUT_ACTIVATIONS = get_args(OutputActivation)
+ACTIVATIONS = get_args(Activation)
+POOLINGS = get_args(Pooling)
+STRATEGIES = get_args(Strategy)
+PRECISIONS = get_args(Precision)
+MODEL_KINDS = get_args(ModelKind)
 
 
 @dataclass(frozen=True)

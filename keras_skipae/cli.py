@@ -11,7 +11,11 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
+from typing import get_args  # noqa: E402
+
 import click  # noqa: E402
+
+from .arch import POOLINGS, PRECISIONS, STRATEGIES, TuneAlgorithm, TuneObjective  # noqa: E402
 
 
 class SkipAECommand(click.Group):
@@ -66,9 +70,9 @@ _SET_HELP = "Override a recipe key: --set STAGE.KEY=VALUE or --set SECTION.KEY=V
 
 
 def _recipe_options(fn):
-    fn = click.option("--mixed-precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16", "auto"]),
+    fn = click.option("--mixed-precision", type=click.Choice(PRECISIONS),
                       default=None, help="Override trainer.mixed_precision.")(fn)
-    fn = click.option("--strategy", type=click.Choice(["auto", "mirrored", "multi_worker", "tpu", "one_device"]),
+    fn = click.option("--strategy", type=click.Choice(STRATEGIES),
                       default=None, help="Override trainer.strategy (multi_worker reads TF_CONFIG).")(fn)
     fn = click.option("--run-dir", type=click.Path(file_okay=False), default=None,
                       help="Where to write the run (default: runs/RECIPE_NAME). Re-running resumes.")(fn)
@@ -79,13 +83,8 @@ def _recipe_options(fn):
 def _run_recipe(recipe, overrides, run_dir, strategy, mixed_precision, only=None, kind=None):
     from . import recipes
 
-    loaded = recipes.load_recipe(recipe, list(overrides))
-    if kind is not None:
-        only = [name for name in recipes.stages_of_kind(loaded, kind) if not only or name in only]
-        if not only:
-            raise recipes.RecipeError(f"recipe {loaded.name!r} has no {kind} stage; stages: {', '.join(loaded.stages)}")
-    return recipes.run(loaded, run_dir=run_dir, strategy=strategy, mixed_precision=mixed_precision,
-                       only=only, echo=click.echo)
+    return recipes.run(recipe, overrides=list(overrides), run_dir=run_dir, strategy=strategy,
+                       mixed_precision=mixed_precision, only=only, kind=kind, echo=click.echo)
 
 
 @main.command("run", short_help="Run every stage of a recipe (pretrain, finetune, evaluate).")
@@ -156,13 +155,7 @@ def quickstart(overrides, run_dir):
     """
     from . import recipes
 
-    path = recipes.RECIPES_DIR / "quickstart.yaml"
-    if not path.is_file():
-        raise click.ClickException(
-            f"recipes/quickstart.yaml not found next to the package (looked in {recipes.RECIPES_DIR}); "
-            "the quickstart runs from a source checkout: git clone the project and pip install -e ."
-        )
-    _run_recipe(str(path), overrides, run_dir, None, None)
+    _run_recipe(str(recipes.quickstart_recipe()), overrides, run_dir, None, None)
 
 
 # ---------------------------------------------------------------- end of trainer engineer's commands
@@ -234,7 +227,7 @@ def _parse_corruption(text: str):
 @click.option("--labels-per-class", type=click.IntRange(min=1), default=None, help="Labelled images per class (default 100).")
 @click.option("--max-heldout", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: RUN/probe).")
-@click.option("--pooling", type=click.Choice(["avg", "max", "avgmax", "flatten"]), default="avg", show_default=True)
+@click.option("--pooling", type=click.Choice(POOLINGS), default="avg", show_default=True)
 @click.option("--knn-k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--corruption", default="masking:0.25", show_default=True,
               help="Held-out corruption for the *_corrupted metrics: KIND:LEVEL or none.")
@@ -260,8 +253,9 @@ def probe_cmd(runs, source, labelled_split, heldout_split, labels_per_class, max
     from pathlib import Path
 
     from . import probe
+    from .runs import RunDir
 
-    defaults = probe.run_data_defaults(runs[0]) if Path(runs[0]).is_dir() else {}
+    defaults = RunDir(runs[0]).data_defaults() if Path(runs[0]).is_dir() else {}
     source = source or defaults.get("source")
     if source is None:
         raise click.UsageError("no recipe.yaml in the run to take the data from; give --data SOURCE (e.g. --data idx:)")
@@ -282,11 +276,13 @@ def probe_cmd(runs, source, labelled_split, heldout_split, labels_per_class, max
 
 
 @main.command("study", short_help="Pre-train a grid of auto-encoders, probe every checkpoint.")
-@click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
+@click.argument("recipe")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key: --set SECTION.KEY=VALUE, e.g. --set train.epochs=4 (repeatable).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: runs/NAME).")
 @click.option("--quick", is_flag=True, help="Apply the recipe's quick: overrides (a smoke run in a minute or two).")
 @click.option("--skip-training", is_flag=True, help="Only probe the runs already in --out.")
-def study_cmd(recipe, out, quick, skip_training):
+def study_cmd(recipe, overrides, out, quick, skip_training):
     """Run a probe study: pre-train a grid of auto-encoders, probe every checkpoint.
 
     \b
@@ -294,27 +290,29 @@ def study_cmd(recipe, out, quick, skip_training):
       skipae study recipes/pitfall_fashion_mnist.yaml --out runs/pitfall
     Writes OUT/RUN/ (one trainer run per grid point), OUT/probe/ and OUT/study.md.
     """
-    from .analysis.study import load_study, run_study
+    from .recipes import load_study, run_study
 
-    config = load_study(recipe)
+    config = load_study(recipe, list(overrides), quick=quick)
     run_study(config, out or f"runs/{config.name}{'_quick' if quick else ''}", quick=quick,
               skip_training=skip_training)
 
 
 @main.command("tune", short_help="Hyper-parameter search scored by a linear probe.")
-@click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
+@click.argument("recipe")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key: --set SECTION.KEY=VALUE, e.g. --set space.stages=[2] (repeatable).")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None, help="Where results go (default: runs/NAME).")
-@click.option("--algorithm", type=click.Choice(["random", "bayesian", "hyperband"]), default=None,
+@click.option("--algorithm", type=click.Choice(get_args(TuneAlgorithm)), default=None,
               help="Override tuner.algorithm.")
-@click.option("--objective", type=click.Choice(["probe_accuracy", "val_reconstruction_loss"]), default=None,
+@click.option("--objective", type=click.Choice(get_args(TuneObjective)), default=None,
               help="Override tuner.objective (both are recorded for every trial either way).")
 @click.option("--max-trials", type=click.IntRange(min=1), default=None, help="Override tuner.max_trials.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override tuner.epochs.")
-@click.option("--strategy", type=click.Choice(["auto", "mirrored", "multi_worker", "tpu", "one_device"]), default=None,
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=None,
               help="Override tuner.strategy: the tf.distribute strategy every trial trains under.")
 @click.option("--quick", is_flag=True, help="Apply the recipe's quick: overrides (a smoke run).")
 @click.option("--overwrite", is_flag=True, help="Start the search afresh instead of resuming it.")
-def tune_cmd(recipe, run_dir, algorithm, objective, max_trials, epochs, strategy, quick, overwrite):
+def tune_cmd(recipe, overrides, run_dir, algorithm, objective, max_trials, epochs, strategy, quick, overwrite):
     """Search a skip auto-encoder's hyper-parameters with keras-tuner, scored by a linear probe.
 
     \b
@@ -329,10 +327,8 @@ def tune_cmd(recipe, run_dir, algorithm, objective, max_trials, epochs, strategy
 
     settings = {k: v for k, v in {"algorithm": algorithm, "objective": objective, "max_trials": max_trials,
                                   "epochs": epochs, "strategy": strategy}.items() if v is not None}
-    config = tune.load_tune_config(recipe, {"tuner": settings} if settings else None)
-    if quick:
-        config = config.quick_version()
-        config = config.model_copy(update={"tuner": config.tuner.model_copy(update=settings)})
+    config = tune.load_tune_config(recipe, [*overrides, *(f"tuner.{k}={v}" for k, v in settings.items())],
+                                   quick=quick)
     result = tune.search(config, run_dir or f"runs/{config.name}", overwrite=overwrite)
     if result is None:
         click.echo(f"worker {tune.worker_id()}: trials done; the chief writes the summary")

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import keras
 
+from . import layers, models  # noqa: F401  (registers the serializable layers and model classes)
+from .train import metrics, trainer  # noqa: F401  (registers the metrics and learning-rate schedules)
+
 
 def load(path, compile: bool = True) -> keras.Model:
     """Load a ``.keras`` file saved from any keras_skipae model (``safe_mode=True``).
@@ -17,6 +20,4 @@ def load(path, compile: bool = True) -> keras.Model:
         raise FileNotFoundError(f"no saved model at {path}; expected a .keras file written by model.save()")
     if path.suffix != ".keras":
         raise ValueError(f"{path} is not a .keras file; keras_skipae saves and loads the Keras v3 format")
-    from . import layers, models, train  # noqa: F401  (registers the serializable classes, metrics, schedules)
-
     return keras.saving.load_model(path, compile=compile, safe_mode=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import keras
 
 from .models.encoder import encoder_layers
+from .saving import load
 
 
 @dataclass
@@ -75,8 +76,6 @@ def transfer(source, target: keras.Model, *, strict: bool = True) -> TransferRep
     >>> print(report)
     """
     if isinstance(source, (str, Path)):
-        from .saving import load
-
         source = load(source)
     src = _weighted_encoder_layers(source)
     dst = _weighted_encoder_layers(target)

@@ -32,61 +32,36 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, get_args
 
 import keras
 import keras_tuner
 import numpy as np
-from pydantic import Field, model_validator
+import tensorflow as tf
+from keras_tuner.src.distribute import utils as tuner_distribute
+from tensorboard.plugins.hparams import api as hp_api
 
 from .analysis import features as feats
-from .analysis.config import AnalysisRecipe, load_recipe
-from .analysis.config import Strict as _Strict
 from .analysis.reconstruction import normalise
-from .analysis.study import StudyData, StudyModel
-from .arch import CORRUPTIONS, MERGE_MODES, Arch
+from .arch import Arch
+from .factory import build
+from .models import resolve_arch
+from .probe import _grid
+from .recipes.loading import load_recipe
+from .arch import TuneAlgorithm
+from .recipes.schema import SearchSpace, TuneConfig
+from .recipes.study import load_study_data, pretrain_batches
+from .train import Trainer
 
 OBJECTIVES = {"probe_accuracy": "max", "val_reconstruction_loss": "min"}
-ALGORITHMS = ("random", "bayesian", "hyperband")
-
-
-class SearchSpace(_Strict):
-    """The choices a trial draws from. ``widths`` double per stage from ``base_width``."""
-
-    stages: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1)
-    base_width: list[int] = Field(default_factory=lambda: [8, 16, 32], min_length=1)
-    convs_per_stage: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1)
-    skips: list[bool] = Field(default_factory=lambda: [True, False], min_length=1)
-    skip_every: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1)
-    merge: list[Literal["add", "concat"]] = Field(default_factory=lambda: list(MERGE_MODES), min_length=1)
-    corruption: list[Literal["none", "gaussian", "masking", "salt_pepper"]] = Field(
-        default_factory=lambda: list(CORRUPTIONS), min_length=1)
-    corruption_level: tuple[float, float] = (0.05, 0.5)
-    learning_rate: tuple[float, float] = (1e-4, 1e-2)
-
-    @model_validator(mode="after")
-    def _ranges(self):
-        for name in ("stages", "base_width", "convs_per_stage", "skip_every"):
-            if any(v < 1 for v in getattr(self, name)):
-                raise ValueError(f"{name}: every choice must be a positive int, got {getattr(self, name)}")
-        lo, hi = self.corruption_level
-        if not 0 <= lo <= hi < 1:
-            raise ValueError(f"corruption_level: expected 0 <= low <= high < 1, got {self.corruption_level}")
-        lo, hi = self.learning_rate
-        if not 0 < lo <= hi:
-            raise ValueError(f"learning_rate: expected 0 < low <= high, got {self.learning_rate}")
-        return self
-
-
-def _nullcontext():
-    import contextlib
-
-    return contextlib.nullcontext()
+ALGORITHMS = get_args(TuneAlgorithm)
 
 
 def _choice(hp, name: str, values: list):
@@ -111,8 +86,6 @@ class SkipAEHyperModel(keras_tuner.HyperModel):
                  overrides: dict | None = None, probe_sets: tuple | None = None, pooling: str = "avg",
                  knn_k: int = 10, seed: int = 0, name: str = "skip_autoencoder"):
         super().__init__(name=name, tunable=True)
-        from .models import resolve_arch
-
         self.base = resolve_arch(base, **(overrides or {}))
         self.space = space if isinstance(space, SearchSpace) else SearchSpace.model_validate(space or {})
         self.probe_sets = probe_sets
@@ -129,13 +102,13 @@ class SkipAEHyperModel(keras_tuner.HyperModel):
         level = 0.0
         noisy = [c for c in s.corruption if c != "none"]
         if corruption != "none":
-            with hp.conditional_scope("corruption", noisy) if len(s.corruption) > 1 else _nullcontext():
+            with hp.conditional_scope("corruption", noisy) if len(s.corruption) > 1 else contextlib.nullcontext():
                 level = s.corruption_level[0] if s.corruption_level[0] == s.corruption_level[1] else hp.Float(
                     "corruption_level", *s.corruption_level)
         skips = bool(hp.Boolean("skips", default=True) if len(set(s.skips)) > 1 else s.skips[0])
         kw = {}
         if skips:
-            with hp.conditional_scope("skips", [True]) if len(set(s.skips)) > 1 else _nullcontext():
+            with hp.conditional_scope("skips", [True]) if len(set(s.skips)) > 1 else contextlib.nullcontext():
                 kw["skip_every"] = _choice(hp, "skip_every", s.skip_every)
                 kw["merge"] = _choice(hp, "merge", s.merge)
         return self.base.replace(
@@ -148,8 +121,6 @@ class SkipAEHyperModel(keras_tuner.HyperModel):
         )
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-        from .models import build
-
         model = build("autoencoder", self.arch(hp))
         lr = self.space.learning_rate
         rate = lr[0] if lr[0] == lr[1] else hp.Float("learning_rate", *lr, sampling="log")
@@ -251,8 +222,6 @@ class TuneResult:
 
     def summary(self) -> str:
         """Every trial with both scores (sorted by the objective), then the two winners."""
-        from .probe import _grid
-
         hp_names = sorted({k for t in self.trials for k in t["hyperparameters"]})
         cols = ["trial", "status", "probe_acc", "knn_acc", "val_recon_loss"] + hp_names
         ordered = sorted(self.trials, key=lambda t: (t.get(self.objective) is None,
@@ -308,9 +277,6 @@ def collect_results(tuner: keras_tuner.Tuner, objective: str) -> TuneResult:
 
 def write_hparams(result: TuneResult, log_dir: str | Path) -> Path:
     """TensorBoard HParams view: one run per trial with both scores as metrics."""
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hp_api
-
     log_dir = Path(log_dir)
     names = sorted({k for t in result.trials for k in t["hyperparameters"] if not k.startswith("tuner/")})
     metrics = ["probe_accuracy", "knn_accuracy", "val_reconstruction_loss"]
@@ -346,53 +312,24 @@ def write_results(result: TuneResult, run_dir: str | Path) -> dict:
 
 
 # ---------------------------------------------------------------------- recipe
-class TunerSettings(_Strict):
-    algorithm: Literal["random", "bayesian", "hyperband"] = "random"
-    objective: Literal["probe_accuracy", "val_reconstruction_loss"] = "probe_accuracy"
-    max_trials: int = Field(8, gt=0)
-    epochs: int = Field(3, gt=0, description="epochs per trial (Hyperband: the most any trial gets)")
-    hyperband_factor: int = Field(3, ge=2)
-    batch_size: int = Field(64, gt=0)
-    strategy: str = "auto"
-    seed: int = 0
+def load_tune_config(path: str | Path, overrides: list[str] | tuple = (), *, quick: bool = False) -> TuneConfig:
+    """Read and validate a tune recipe (YAML) with ``--set``-style ``overrides``.
 
+    ``quick``: apply the recipe's ``quick:`` section first (``overrides`` still win).
 
-class TuneProbe(_Strict):
-    pooling: Literal["avg", "max", "avgmax", "flatten"] = "avg"
-    knn_k: int = Field(10, gt=0)
-
-
-class TuneConfig(AnalysisRecipe):
-    """A tune recipe: data (as a study's), the base model, the search space, the tuner, the probe."""
-
-    name: str = "tune"
-    data: StudyData = Field(default_factory=StudyData)
-    model: StudyModel = Field(default_factory=StudyModel)
-    space: SearchSpace = Field(default_factory=SearchSpace)
-    tuner: TunerSettings = Field(default_factory=TunerSettings)
-    probe: TuneProbe = Field(default_factory=TuneProbe)
-
-
-def load_tune_config(path: str | Path, overrides: dict | None = None) -> TuneConfig:
-    """Read and validate a tune recipe (YAML); ``overrides``: {section: {key: value}}.
-
-    >>> config = load_tune_config("recipes/tune_fashion_mnist.yaml", {"tuner": {"max_trials": 4}})
+    >>> config = load_tune_config("recipes/tune_fashion_mnist.yaml", ["tuner.max_trials=4"])
     """
-    return load_recipe(path, TuneConfig, "tune", overrides)
+    return load_recipe(path, overrides, check_paths=False, kind="tune", quick=quick)
 
 
 def worker_id() -> str:
     """This process's keras-tuner id (``KERASTUNER_TUNER_ID``; ``tuner0`` when unset)."""
-    import os
-
     return os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
 
 
 def is_worker() -> bool:
     """True in a keras-tuner worker process (chief/worker mode, not the chief)."""
-    from keras_tuner.src.distribute import utils
-
-    return utils.has_chief_oracle() and not utils.is_chief_oracle()
+    return tuner_distribute.has_chief_oracle() and not tuner_distribute.is_chief_oracle()
 
 
 def search(config: TuneConfig, run_dir: str | Path, *, overwrite: bool = False, quick: bool = False,
@@ -406,10 +343,6 @@ def search(config: TuneConfig, run_dir: str | Path, *, overwrite: bool = False, 
 
     >>> result = search(load_tune_config("recipes/tune_fashion_mnist.yaml"), "runs/tune")
     """
-    from .analysis.study import load_study_data, pretrain_batches
-    from .models import resolve_arch
-    from .train import Trainer
-
     if quick:
         config = config.quick_version()
     run_dir = Path(run_dir)

@@ -137,9 +137,9 @@ def test_single_stage_commands_share_a_run_directory(tmp_path):
 
 
 def test_quickstart_explains_where_its_recipe_must_be(tmp_path, monkeypatch):
-    from keras_skipae import recipes
+    from keras_skipae.recipes import loading
 
-    monkeypatch.setattr(recipes, "RECIPES_DIR", tmp_path / "recipes")
+    monkeypatch.setattr(loading, "RECIPES_DIR", tmp_path / "recipes")
     result = CliRunner().invoke(main, ["quickstart"])
     assert result.exit_code == 1
     assert "recipes/quickstart.yaml not found" in result.output and "source checkout" in result.output

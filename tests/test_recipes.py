@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 import keras_skipae as ks
-from keras_skipae import recipes
+from keras_skipae import atomic, recipes
+from keras_skipae.recipes import runner
 
 
 def write_tiny_data(directory: Path, n_train: int = 96, n_test: int = 32, size: int = 16, seed: int = 0) -> Path:
@@ -225,13 +226,13 @@ def test_a_resumed_run_without_restore_best_reports_its_last_epoch(tmp_path, mon
     monkeypatch.setattr(Trainer, "_fit", staticmethod(original_fit))
 
     calls = []
-    original_pipeline = recipes._pipeline
+    original_pipeline = runner.pipeline_for
 
-    def spy(run, kind, ds, arch, stage, *, training, seed, cache=True):
+    def spy(kind, ds, arch, batch_size, *, training, seed, cache=True, **kwargs):
         calls.append({"training": training, "cache": cache})
-        return original_pipeline(run, kind, ds, arch, stage, training=training, seed=seed, cache=cache)
+        return original_pipeline(kind, ds, arch, batch_size, training=training, seed=seed, cache=cache, **kwargs)
 
-    monkeypatch.setattr(recipes, "_pipeline", spy)
+    monkeypatch.setattr(runner, "pipeline_for", spy)
     results = recipes.run(recipe, run_dir=tmp_path / "run", echo=lambda line: None)
     with open(tmp_path / "run/pretrain/history.csv") as f:
         rows = list(csv.DictReader(f))
@@ -304,13 +305,13 @@ def test_the_recorded_recipe_is_written_atomically(tmp_path, monkeypatch):
     recipe = write_tiny_recipe(tmp_path)
     run = tmp_path / "run"
     replaced = []
-    original = recipes.os.replace
+    original = atomic.os.replace
 
     def spy(src, dst):
         replaced.append(Path(dst).name)
         return original(src, dst)
 
-    monkeypatch.setattr(recipes.os, "replace", spy)
+    monkeypatch.setattr(atomic.os, "replace", spy)
     with pytest.raises(recipes.RecipeError):
         recipes.run(recipe, run_dir=run, only=["finetune"], echo=lambda line: None)
     assert "recipe.yaml" in replaced

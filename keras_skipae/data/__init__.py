@@ -22,6 +22,7 @@ Example::
 """
 
 from .info import DataError, SourceInfo
+from .locate import resolve_source
 from .pipeline import classification_pipeline, pretrain_pipeline, segmentation_pipeline
 from .sources import load
 from .splits import Splits, sample, sample_indices, split
@@ -36,6 +37,7 @@ __all__ = [
     "describe",
     "load",
     "pretrain_pipeline",
+    "resolve_source",
     "sample",
     "sample_indices",
     "segmentation_pipeline",

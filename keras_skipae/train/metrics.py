@@ -19,20 +19,13 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from ..kinds import KINDS
 from ..layers import PACKAGE
 
 # names written to metrics.json, per model kind
-METRIC_NAMES = {
-    "autoencoder": ("mse", "psnr", "ssim"),
-    "classifier": ("accuracy", "top5_accuracy"),
-    "segmenter": ("mean_iou", "pixel_accuracy"),
-}
+METRIC_NAMES = {name: spec.metrics for name, spec in KINDS.items()}
 # the validation metric that picks the best checkpoint, and whether higher is better
-MONITOR = {
-    "autoencoder": ("val_mse", "min"),
-    "classifier": ("val_accuracy", "max"),
-    "segmenter": ("val_mean_iou", "max"),
-}
+MONITOR = {name: spec.monitor for name, spec in KINDS.items()}
 
 
 class _ToUnitRange:

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-STRATEGIES = ("auto", "mirrored", "multi_worker", "tpu", "one_device")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
+from ..arch import PRECISIONS, STRATEGIES
 
 
 def make_strategy(name: str = "auto") -> tf.distribute.Strategy:

@@ -1,0 +1,374 @@
+"""The stage runner: one recipe, its stages in order, one run directory.
+
+:func:`run` trains and evaluates each stage of a :class:`~keras_skipae.recipes.schema.Recipe`
+and records it through :class:`keras_skipae.runs.RunDir` (see there for the
+layout). A stage that finished (``STAGE/stage.json``) is skipped when the same
+command runs again, and a stage that was interrupted resumes after its last
+complete epoch, so re-running a killed command finishes the run. A run
+directory belongs to one recipe: running a different one (other values, other
+``--set``) into it is refused with the keys that differ; use a new run directory.
+
+Auto-encoder entries also hold ``"corruption": {"kind", "level", "where"}``:
+how the inputs were corrupted in training ("model": the model's layer,
+"pipeline": the data pipeline) and so in their evaluation.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import data
+from ..data.locate import resolve_path
+from ..factory import build
+from ..models import resolve_arch
+from ..runs import RunDir
+from ..saving import load
+from ..train import Trainer
+from .environment import environment
+from .evaluation import corruption_record, pipeline_for, with_recorded_corruption
+from .loading import apply_overrides, load_recipe, validate
+from .schema import Recipe, RecipeError, StageConfig, arch_overrides
+
+
+class _Run:
+    """State shared by the stages of one run: trainer, data, architecture."""
+
+    def __init__(self, recipe: Recipe, run_dir: RunDir, trainer: Trainer, echo: Callable[[str], Any]):
+        self.recipe = recipe
+        self.run_dir = run_dir
+        self.trainer = trainer
+        self.echo = echo
+        self._datasets: dict[str, Any] = {}
+        self._splits = None
+        self._arch = None
+
+    # ---------------------------------------------------------------- data
+    def _load(self, split: str):
+        if split not in self._datasets:
+            cfg = self.recipe.data
+            self._datasets[split] = data.load(data.resolve_source(cfg.source), split, **cfg.load_options())
+        return self._datasets[split]
+
+    def splits(self):
+        if self._splits is None:
+            cfg = self.recipe.data
+            self._splits = data.split(
+                self._load(cfg.train_split), labels_per_class=cfg.labels_per_class, num_labels=cfg.num_labels,
+                val_fraction=cfg.val_fraction, seed=cfg.split_seed,
+            )
+        return self._splits
+
+    def subset(self, which: str, limit: int | None = None):
+        cfg = self.recipe.data
+        if which == "all":
+            ds = self._load(cfg.train_split)
+        elif which == "eval":
+            ds = self._load(cfg.eval_split)
+        elif which.startswith("split:"):
+            ds = self._load(which.split(":", 1)[1])
+        elif which in ("labelled", "unlabelled", "val"):
+            if which == "val" and cfg.val_fraction == 0:
+                raise RecipeError("a stage uses val_on: val but data.val_fraction is 0; set data.val_fraction "
+                                  "or val_on: eval / none")
+            ds = getattr(self.splits(), which)
+        else:  # pragma: no cover - the schema's pattern rules this out
+            raise RecipeError(f"unknown data subset {which!r}")
+        return data.sample(ds, limit, seed=cfg.split_seed) if limit is not None else ds
+
+    def info(self):
+        return self._load(self.recipe.data.train_split).info
+
+    # ----------------------------------------------------------- architecture
+    def arch(self):
+        """The recipe's architecture with the data's shape, classes and (optionally) statistics."""
+        if self._arch is None:
+            cfg = self.recipe.model
+            overrides = arch_overrides(cfg.overrides)
+            info = self.info()
+            if "input_shape" not in overrides and info.image_shape is not None:
+                overrides["input_shape"] = tuple(info.image_shape)
+            if "num_classes" not in overrides and info.num_classes:
+                overrides["num_classes"] = int(info.num_classes)
+            arch = resolve_arch(cfg.preset, **overrides)
+            if self.recipe.data.normalise == "dataset" and "mean" not in overrides:
+                mean, std = data.compute_stats(self.subset("all", self.recipe.data.stats_limit),
+                                               pixel_scale=arch.pixel_scale)
+                arch = arch.replace(mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
+            self._arch = arch
+        return self._arch
+
+    # ----------------------------------------------------------- model paths
+    @property
+    def worker(self) -> int | None:
+        return None if self.trainer.is_chief else self.trainer.task_index
+
+    def own_dir(self, stage: str) -> Path:
+        return self.run_dir.stage_dir(stage, self.worker)
+
+    def model_path(self, ref: str) -> Path:
+        if ref.endswith(".keras"):
+            found = resolve_path(ref)
+            if found is None:
+                raise RecipeError(f"init: no model file {ref!r}")
+            return found
+        path = self.own_dir(ref) / "model.keras"
+        if not path.exists():
+            raise RecipeError(
+                f"stage {ref!r} has no model at {path}; run that stage first with the same run directory "
+                f"(skipae run RECIPE --run-dir {self.run_dir.path}, or skipae pretrain ...)"
+            )
+        return path
+
+    def recorded_stage(self, ref: str | None) -> dict:
+        """The finished stage ``ref``'s entry, or {} for a ``.keras`` file or none."""
+        if not ref or ref.endswith(".keras"):
+            return {}
+        return self.run_dir.finished(ref, self.worker) or {}
+
+    def pipeline(self, kind: str, which: str, arch, stage: StageConfig, *, training: bool, seed: int,
+                 limit: int | None = None, cache: bool = True):
+        return pipeline_for(kind, self.subset(which, limit), arch, stage.batch_size, training=training, seed=seed,
+                            augment=stage.augment, corruption=stage.corruption, crop_size=stage.crop_size,
+                            cache=cache)
+
+
+def _evaluate_stage(run: _Run, stage: StageConfig) -> dict:
+    trainer = run.trainer
+    path = run.model_path(stage.init)
+    with trainer.scope():
+        model = load(path)
+    kind = model.kind
+    # a model pre-trained with pipeline corruption has none in its arch; evaluate it on inputs corrupted
+    # as in its own stage (recorded there), so the figures are comparable
+    recorded = run.recorded_stage(stage.init).get("corruption") if kind == "autoencoder" else None
+    eval_arch = with_recorded_corruption(model.arch, recorded)
+    # seed + 2 as the training stages' own evaluation: the same fixed noise on the same data
+    eval_ds = run.pipeline(kind, stage.eval_on, eval_arch, stage, training=False, seed=run.recipe.seed + 2)
+    trainer.compile(model, stage.optimizer.model_dump(), steps_per_epoch=1, epochs=1)
+    metrics = trainer.evaluate(model, eval_ds)
+    root = str(run.run_dir.path)
+    rel = os.path.relpath(path, root) if str(path).startswith(root) else str(path)
+    result = {"kind": kind, "model": rel, "metrics": metrics, "evaluated_on": stage.eval_on}
+    if kind == "autoencoder":
+        result["corruption"] = corruption_record(eval_arch, recorded["where"] if recorded else "model")
+    return result
+
+
+def _run_stage(run: _Run, name: str, stage: StageConfig) -> dict:
+    if stage.kind == "evaluate":
+        return _evaluate_stage(run, stage)
+    trainer = run.trainer
+    arch = run.arch().replace(**arch_overrides(stage.overrides)) if stage.overrides else run.arch()
+    seed = run.recipe.seed
+    transfer_note = None
+    if stage.kind == "pretrain":
+        kind = "autoencoder"
+        model_arch = arch.replace(corruption="none") if stage.corruption == "pipeline" else arch
+        with trainer.scope():
+            model = build(kind, model_arch, name=name) if not stage.init else load(run.model_path(stage.init))
+    else:
+        kind = stage.model or ("segmenter" if run.info().task == "segmentation" else "classifier")
+        encoder = str(run.model_path(stage.init)) if stage.init else None
+        with trainer.scope():
+            model = build(kind, arch, encoder=encoder, freeze_encoder=stage.freeze_encoder, name=name)
+        if model.transfer_report is not None:
+            transfer_note = {"copied": len(model.transfer_report.copied), "from": stage.init}
+            run.echo(f"[{name}] encoder from {stage.init}: {transfer_note['copied']} layers copied")
+
+    train_ds = run.pipeline(kind, stage.train_on, arch, stage, training=True, seed=seed, limit=stage.limit)
+    val_ds = None
+    if stage.val_on != "none":
+        val_ds = run.pipeline(kind, stage.val_on, arch, stage, training=False, seed=seed + 1, limit=stage.val_limit)
+    sample = None
+    if kind == "autoencoder" and val_ds is not None and trainer.is_chief:
+        # from an uncached view: take(1) of the cached val_ds would leave a partial cache (and a TF warning)
+        view = run.pipeline(kind, stage.val_on, arch, stage, training=False, seed=seed + 1, limit=stage.val_limit,
+                            cache=False)
+        corrupted, clean = next(iter(view.take(1)))[:2]
+        sample = (clean.numpy()[:6], corrupted.numpy()[:6])
+    examples = getattr(getattr(run.subset(stage.train_on, stage.limit), "info", None), "num_examples", "?")
+    run.echo(f"[{name}] {stage.kind} {kind} on {stage.train_on} ({examples} examples), "
+             f"{stage.epochs} epochs; {trainer.describe(stage.batch_size)}")
+    hparams = {"stage": name, "kind": kind, "epochs": stage.epochs, "batch_size": stage.batch_size,
+               **{f"optimizer.{k}": v for k, v in stage.optimizer.model_dump().items()},
+               **{f"arch.{k}": v for k, v in model.arch.to_dict().items() if k != "description"}}
+    history = trainer.fit(
+        model, train_ds, val_ds, epochs=stage.epochs, optimizer=stage.optimizer.model_dump(),
+        run_dir=run.run_dir.stage_dir(name), checkpoint_every=stage.checkpoint_every,
+        restore_best=stage.restore_best, stage=name, hparams=hparams, sample_images=sample,
+    )
+    val_metrics = {}
+    if val_ds is not None and history.history:
+        # without a best epoch, the last one: history.epoch holds the absolute (0-based) epochs of this
+        # process, which after a resume start past 0, so len(history.history["loss"]) would be wrong
+        best_epoch = getattr(history, "best_epoch", None) or (history.epoch[-1] + 1)
+        # history only holds the epochs of this process; read the whole run from history.csv when resumed
+        val_metrics = run.run_dir.epoch_row(name, best_epoch, run.worker) or {}
+    metrics = {}
+    if stage.eval_on != "none":
+        metrics = trainer.evaluate(model, run.pipeline(kind, stage.eval_on, arch, stage, training=False,
+                                                       seed=seed + 2))
+    result = {"kind": kind, "model": f"{name}/model.keras", "metrics": metrics,
+              "evaluated_on": stage.eval_on, "epochs": stage.epochs,
+              "best_epoch": getattr(history, "best_epoch", None),
+              "val_metrics": {k[4:]: v for k, v in val_metrics.items() if k.startswith("val_")}}
+    if transfer_note:
+        result["encoder_from"] = transfer_note
+    if kind == "autoencoder":
+        result["corruption"] = corruption_record(arch, stage.corruption)
+    return result
+
+
+def _with_trainer_changes(recipe: Recipe, strategy: str | None, mixed_precision: str | None) -> Recipe:
+    changes: dict[str, Any] = {}
+    if strategy:
+        changes["strategy"] = strategy
+    if mixed_precision:
+        changes["mixed_precision"] = None if mixed_precision == "float32" else mixed_precision
+    if not changes:
+        return recipe
+    return validate({**recipe.model_dump(), "trainer": {**recipe.trainer.model_dump(), **changes}})
+
+
+def run(
+    recipe: Recipe | str | os.PathLike,
+    *,
+    overrides: list[str] | tuple = (),
+    run_dir: str | os.PathLike | None = None,
+    strategy: str | None = None,
+    mixed_precision: str | None = None,
+    only: list[str] | tuple | None = None,
+    kind: str | None = None,
+    echo: Callable[[str], Any] = print,
+) -> dict:
+    """Run a recipe's stages in order and return ``metrics.json``'s content.
+
+    ``recipe`` is a :class:`Recipe`, a recipe file or a name in ``recipes/``.
+    ``only`` restricts to some stages and ``kind`` to the stages of one kind
+    (``pretrain``, ``finetune``, ``evaluate``); the ``init`` stages they start
+    from must already be in ``run_dir``. ``strategy``/``mixed_precision``
+    override the recipe's trainer.
+
+    >>> results = run("quickstart", overrides=["pretrain.epochs=1"], run_dir="runs/try")
+    >>> results["stages"]["finetune"]["metrics"]["accuracy"]
+    """
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    elif overrides:
+        recipe = validate(apply_overrides(recipe.model_dump(), overrides))
+    recipe = _with_trainer_changes(recipe, strategy, mixed_precision)
+    if only:
+        unknown = [s for s in only if s not in recipe.stages]
+        if unknown:
+            raise RecipeError(f"no stage(s) {unknown} in recipe {recipe.name!r}; stages: {', '.join(recipe.stages)}")
+    if kind is not None:
+        only = [s for s in recipe.stages_of_kind(kind) if not only or s in only]
+        if not only:
+            raise RecipeError(f"recipe {recipe.name!r} has no {kind} stage; stages: {', '.join(recipe.stages)}")
+    rundir = RunDir(run_dir or recipe.run_dir or Path("runs") / recipe.name)
+    t = recipe.trainer
+    trainer = Trainer(strategy=t.strategy, mixed_precision=t.mixed_precision, jit_compile=t.jit_compile,
+                      seed=recipe.seed, deterministic=t.deterministic, steps_per_execution=t.steps_per_execution)
+    state = _Run(recipe, rundir, trainer, echo)
+    results = rundir.results()
+    recorded = check_recorded_recipe(recipe, rundir)
+    if trainer.is_chief:
+        rundir.path.mkdir(parents=True, exist_ok=True)
+        if recorded is None:
+            rundir.write_recipe(recipe.model_dump(mode="json"))
+        rundir.write_environment(environment(recipe.seed, {
+            "strategy": trainer.strategy_name, "replicas": trainer.num_replicas, "precision": trainer.policy,
+            "recipe": recipe.name,
+        }))
+    echo(f"run {recipe.name} -> {rundir.path}")
+    for name, stage in recipe.stages.items():
+        if only and name not in only:
+            continue
+        result = rundir.finished(name, state.worker)
+        if result is not None:
+            echo(f"[{name}] already complete in {rundir.stage_dir(name)} (delete that folder to run it again)")
+        else:
+            started = time.time()
+            result = _run_stage(state, name, stage)
+            result["seconds"] = round(time.time() - started, 1)
+            rundir.commit_stage(name, result, state.worker)
+        results["stages"][name] = result
+        # keep recipe order in metrics.json
+        results["stages"] = {k: results["stages"][k] for k in recipe.stages if k in results["stages"]} | {
+            k: v for k, v in results["stages"].items() if k not in recipe.stages}
+        if trainer.is_chief:
+            rundir.write_results(results)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items())
+        echo(f"[{name}] {result['kind']} on {result.get('evaluated_on')}: {shown}")
+    if recipe.summary:
+        echo(summary_table(results, recipe.summary))
+    return results
+
+
+#: recipe keys (dotted) that may differ between a run directory's recipe.yaml and a resumed run: only keys
+#: that cannot change any result. None so far: even trainer.* (replicas, precision) changes the numbers.
+RESUME_IGNORED_KEYS: frozenset[str] = frozenset()
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict) and value:
+        out = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def recipe_differences(old: dict, new: dict) -> list[str]:
+    """Dotted keys whose values differ between two recipes (``model_dump(mode="json")``)."""
+    a, b = _flatten(old), _flatten(new)
+    return sorted(k for k in set(a) | set(b)
+                  if a.get(k, "<absent>") != b.get(k, "<absent>") and k not in RESUME_IGNORED_KEYS)
+
+
+def check_recorded_recipe(recipe: Recipe, run_dir: RunDir) -> dict | None:
+    """The recipe recorded in the run directory (None for a new one); refuses a different recipe.
+
+    Resuming a run directory with another recipe would mix results of two
+    recipes under one recorded recipe: refuse, naming the keys that differ.
+    """
+    raw = run_dir.recipe()
+    if raw is None:
+        return None
+    path = run_dir.recipe_file
+    try:
+        recorded = validate(raw, origin=str(path), check_paths=False)
+    except RecipeError as exc:
+        raise RecipeError(f"{path}: the run directory's recorded recipe no longer validates ({exc}); "
+                          f"use a new --run-dir") from None
+    current = recipe.model_dump(mode="json")
+    old = recorded.model_dump(mode="json")
+    differences = recipe_differences(old, current)
+    if differences:
+        shown = "; ".join(f"{k}: {_flatten(old).get(k, '<absent>')!r} -> {_flatten(current).get(k, '<absent>')!r}"
+                          for k in differences[:10])
+        more = f" (and {len(differences) - 10} more)" if len(differences) > 10 else ""
+        raise RecipeError(
+            f"{run_dir.path} holds a run of a different recipe; differing keys: {shown}{more}. Its results "
+            f"would not match {path}. Use a new --run-dir (or run with the recorded recipe: "
+            f"skipae run {path} --run-dir {run_dir.path})"
+        )
+    return old
+
+
+def summary_table(results: dict, stages: list[str]) -> str:
+    """The named stages' final metrics side by side, one row per metric."""
+    stage_results = results.get("stages", {})
+    names = [s for s in stages if s in stage_results]
+    keys = list(dict.fromkeys(k for s in names for k in stage_results[s]["metrics"]))
+    rows = [["metric"] + names]
+    for key in keys:
+        rows.append([key] + [f"{stage_results[s]['metrics'][key]:.4f}" if key in stage_results[s]["metrics"]
+                             else "-" for s in names])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,387 @@
+"""Every recipe's schema: runs (stages), studies and searches, on one strict base.
+
+A key that is not in the schema, a wrong type or an out-of-range value fails
+validation with its full key path (see :mod:`keras_skipae.recipes.loading`).
+The choice lists come from :mod:`keras_skipae.arch`, defined once.
+
+A run recipe names its data, its architecture, the trainer's settings and an
+ordered mapping of stages::
+
+    name: quickstart
+    seed: 0
+    data: {source: "idx:", train_split: train, eval_split: test, labels_per_class: 100, val_fraction: 0.1}
+    model: {preset: tiny, overrides: {input_shape: [28, 28, 1]}}
+    stages:
+      pretrain: {kind: pretrain, train_on: all, epochs: 5}
+      finetune: {kind: finetune, init: pretrain, train_on: labelled, epochs: 30}
+      scratch:  {kind: finetune, init: null, train_on: labelled, epochs: 30}
+    summary: [finetune, scratch]
+
+A study recipe (``kind: study``) pre-trains a grid of auto-encoders and probes
+every checkpoint; a tune recipe (``kind: tune``) searches hyper-parameters with
+keras-tuner. Both share the data, model and probe sections defined here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..arch import Corruption, Merge, Pooling, Precision, Strategy, TuneAlgorithm, TuneObjective, check_fields
+from ..models import resolve_arch
+
+
+class RecipeError(ValueError):
+    """A recipe failed validation; the message lists each bad key path and what is allowed."""
+
+
+class Strict(BaseModel):
+    """A recipe section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+def arch_overrides(overrides: dict) -> dict:
+    """``overrides`` checked to be :class:`keras_skipae.Arch` fields (a copy)."""
+    check_fields(overrides)
+    return dict(overrides)
+
+
+def apply_quick(raw: dict, origin: str) -> dict:
+    """Merge a study or tune recipe's ``quick:`` section into the sections it names (a smoke run)."""
+    quick = raw.get("quick") or {}
+    if not isinstance(quick, dict):
+        raise RecipeError(f"{origin}: quick: expected a mapping of sections to override, got {quick!r}")
+    for section, values in quick.items():
+        if not isinstance(values, dict) or not isinstance(raw.get(section, {}), dict):
+            raise RecipeError(f"{origin}: quick.{section}: expected a mapping of that section's keys")
+        raw[section] = {**(raw.get(section) or {}), **values}
+    raw["quick"] = {}
+    return raw
+
+
+# ------------------------------------------------------------------ shared sections
+class TrainerConfig(Strict):
+    """How to train: distribution strategy, precision, XLA, determinism."""
+
+    strategy: Strategy = "auto"
+    mixed_precision: Optional[Precision] = None
+    jit_compile: bool = False
+    deterministic: bool = False
+    steps_per_execution: Union[Literal["auto"], int] = "auto"
+
+    @field_validator("steps_per_execution")
+    @classmethod
+    def _positive(cls, v):
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be 'auto' or an int >= 1")
+        return v
+
+
+class ModelConfig(Strict):
+    """The architecture: a preset name plus any :class:`keras_skipae.Arch` field overrides."""
+
+    preset: str = "tiny"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _arch_is_valid(self):
+        try:
+            resolve_arch(self.preset, **arch_overrides(self.overrides))
+        except ValueError as exc:
+            raise ValueError(f"overrides (preset {self.preset!r}): {exc}") from None
+        return self
+
+
+class OptimizerConfig(Strict):
+    """Optimiser and schedule (see :class:`keras_skipae.train.OptimizerSpec`)."""
+
+    name: Literal["sgd", "adam", "adamw"] = "adam"
+    learning_rate: float = Field(default=1e-3, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(default=0.0, ge=0)
+    schedule: Literal["constant", "step", "cosine"] = "constant"
+    warmup_epochs: float = Field(default=0.0, ge=0)
+    step_epochs: list[float] = Field(default_factory=list)
+    step_factor: float = Field(default=0.1, gt=0)
+    clipnorm: Optional[float] = Field(default=None, gt=0)
+
+
+# ------------------------------------------------------------------------ run recipes
+class DataConfig(Strict):
+    """Where the images come from and how the training split is divided.
+
+    ``source``: a :func:`keras_skipae.data.load` source string, or a list of
+    them tried in order (the first whose path exists; ``tfds:`` always counts).
+    Relative paths are taken from the current directory, else from the project
+    root. ``labels_per_class``/``num_labels`` choose the labelled subset of
+    ``train_split``; ``val_fraction`` holds out a validation set from it.
+    """
+
+    source: Union[str, list[str]]
+    data_dir: Optional[str] = None
+    download: bool = False
+    train_split: str = "train"
+    eval_split: str = "test"
+    labels_per_class: Optional[int] = Field(default=None, ge=1)
+    num_labels: Optional[int] = Field(default=None, ge=1)
+    val_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    split_seed: int = 0
+    ignore_label: Optional[int] = None
+    label_map: Optional[dict[int, int]] = None
+    on_error: Literal["raise", "skip"] = "raise"
+    normalise: Literal["dataset", "none"] = "dataset"
+    stats_limit: int = Field(default=10000, ge=1)
+
+    @model_validator(mode="after")
+    def _one_label_budget(self):
+        if self.labels_per_class is not None and self.num_labels is not None:
+            raise ValueError("give labels_per_class or num_labels, not both")
+        return self
+
+    def load_options(self) -> dict:
+        """The :func:`keras_skipae.data.load` keyword arguments this section sets."""
+        return {"data_dir": self.data_dir, "download": self.download, "ignore_label": self.ignore_label,
+                "label_map": self.label_map, "on_error": self.on_error}
+
+
+_SUBSET = r"^(all|labelled|unlabelled|val|eval|split:[\w\-\[\]:%.+]+)$"
+
+
+class StageConfig(Strict):
+    """One stage of a recipe.
+
+    ``kind``: ``pretrain`` (auto-encoder on images, labels unused), ``finetune``
+    (classifier/segmenter; ``init`` names the pre-training stage or a ``.keras``
+    file whose encoder is carried over, null trains from scratch) or
+    ``evaluate`` (``init`` names the stage or file to evaluate).
+    ``train_on``/``val_on``/``eval_on``: ``all`` (the whole train split),
+    ``labelled``, ``unlabelled``, ``val``, ``eval`` (the eval split),
+    ``split:NAME`` (another split of the source) or, for val/eval, ``none``.
+    ``limit``/``val_limit``: a seeded, class-stratified subset of that many.
+    """
+
+    kind: Literal["pretrain", "finetune", "evaluate"]
+    model: Optional[Literal["classifier", "segmenter"]] = None
+    init: Optional[str] = None
+    train_on: str = Field(default="all", pattern=_SUBSET)
+    limit: Optional[int] = Field(default=None, ge=1)
+    val_on: str = Field(default="val", pattern=_SUBSET[:-2] + "|none)$")
+    val_limit: Optional[int] = Field(default=None, ge=1)
+    eval_on: str = Field(default="eval", pattern=_SUBSET[:-2] + "|none)$")
+    epochs: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    freeze_encoder: bool = False
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    augment: bool = False
+    corruption: Literal["model", "pipeline"] = "model"
+    crop_size: Optional[list[int]] = None
+    checkpoint_every: Optional[int] = Field(default=None, ge=1)
+    restore_best: bool = True
+
+
+class Recipe(Strict):
+    """A whole run: see the module docstring."""
+
+    name: str = Field(pattern=r"^[\w\-.]+$")
+    description: str = ""
+    seed: int = 0
+    run_dir: Optional[str] = None
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    stages: dict[str, StageConfig]
+    summary: list[str] = Field(default_factory=list)
+
+    @field_validator("stages")
+    @classmethod
+    def _stage_names(cls, stages):
+        if not stages:
+            raise ValueError("a recipe needs at least one stage")
+        for name in stages:
+            if not re.fullmatch(r"[A-Za-z][\w\-]*", name):
+                raise ValueError(f"stage name {name!r} must start with a letter and use letters, digits, _ or -")
+        return stages
+
+    @model_validator(mode="after")
+    def _references(self):
+        seen: dict[str, StageConfig] = {}
+        for name, stage in self.stages.items():
+            ref = stage.init
+            if stage.kind == "evaluate" and not ref:
+                raise ValueError(f"stages.{name}.init: an evaluate stage needs `init`, the stage or .keras file to evaluate")
+            if stage.kind == "pretrain" and ref and not ref.endswith(".keras"):
+                raise ValueError(f"stages.{name}.init: a pretrain stage can only start from a .keras file, got {ref!r}")
+            if ref and not ref.endswith(".keras"):
+                if ref not in seen:
+                    before = ", ".join(seen) or "none"
+                    raise ValueError(
+                        f"stages.{name}.init: {ref!r} is not an earlier stage (earlier stages: {before}) "
+                        "nor a .keras file"
+                    )
+                if stage.kind == "finetune" and seen[ref].kind != "pretrain":
+                    raise ValueError(f"stages.{name}.init: a finetune stage starts from a pretrain stage, "
+                                     f"but {ref!r} is a {seen[ref].kind} stage")
+            if stage.kind == "pretrain" and stage.train_on == "labelled" and self.data.labels_per_class is None \
+                    and self.data.num_labels is None:
+                raise ValueError(f"stages.{name}.train_on: 'labelled' needs data.labels_per_class or data.num_labels")
+            try:
+                resolve_arch(self.model.preset, **arch_overrides({**self.model.overrides, **stage.overrides}))
+            except ValueError as exc:
+                raise ValueError(f"stages.{name}.overrides: {exc}") from None
+            seen[name] = stage
+        for name in self.summary:
+            if name not in self.stages:
+                raise ValueError(f"summary: {name!r} is not a stage (stages: {', '.join(self.stages)})")
+        return self
+
+    def stages_of_kind(self, kind: str) -> list[str]:
+        """Names of the stages of ``kind`` (pretrain, finetune, evaluate), in order."""
+        return [name for name, stage in self.stages.items() if stage.kind == kind]
+
+
+# ------------------------------------------------------------ study and tune recipes
+class GridRecipe(Strict):
+    """Base of study and tune recipes. ``quick``: per-section overrides for a smoke run (``--quick``)."""
+
+    name: str = "analysis"
+    quick: dict = Field(default_factory=dict)
+
+    def quick_version(self):
+        """This recipe with its ``quick`` overrides merged into each named section."""
+        sections = [k for k in type(self).model_fields if k not in ("name", "quick", "kind")]
+        unknown = [k for k in self.quick if k not in sections]
+        if unknown:
+            raise RecipeError(f"quick.{unknown[0]}: quick may override the sections {', '.join(sections)}")
+        return type(self).model_validate(apply_quick(self.model_dump(), f"recipe {self.name!r}"))
+
+
+class StudyData(Strict):
+    """Where the images come from and how many of each role."""
+
+    source: str = "idx:/usr/share/datasets/fashion-mnist"
+    train_split: str = "train"
+    heldout_split: str = "test"
+    pretrain_images: int = Field(12000, gt=0, description="unlabelled images used for pre-training")
+    val_images: int = Field(1000, gt=0, description="validation images (reconstruction loss per epoch)")
+    labels_per_class: int = Field(100, gt=0, description="labelled images per class that fit the probe")
+    heldout_images: int = Field(2000, gt=0, description="held-out images that score everything")
+    seed: int = 0
+
+
+class StudyCorruption(Strict):
+    name: str = Field(pattern=r"^[\w\-.]+$")
+    kind: Corruption
+    level: float = Field(0.0, ge=0)
+
+
+class StudyGrid(Strict):
+    skips: list[bool] = [True, False]
+    corruption: list[StudyCorruption] = Field(default_factory=lambda: [
+        StudyCorruption(name="none", kind="none", level=0.0),
+        StudyCorruption(name="moderate", kind="masking", level=0.25),
+        StudyCorruption(name="strong", kind="masking", level=0.5),
+    ])
+
+
+class StudyTrain(Strict):
+    epochs: int = Field(10, gt=0)
+    checkpoint_every: int = Field(2, gt=0)
+    batch_size: int = Field(64, gt=0)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    strategy: Strategy = "auto"
+    seed: int = 0
+
+
+class ProbeConfig(Strict):
+    """How features are scored: pooling of the encoder's output and the k-NN's k."""
+
+    pooling: Pooling = "avg"
+    knn_k: int = Field(10, gt=0)
+
+
+class StudyProbe(ProbeConfig):
+    corruption: Optional[tuple[Corruption, float]] = ("masking", 0.25)
+    n_boot: int = Field(1000, ge=0)
+    finetune_epochs: int = Field(0, ge=0)
+    regret_tolerance: float = Field(0.01, ge=0)
+
+
+class StudyConfig(GridRecipe):
+    """A validated study recipe; ``quick`` holds overrides for a smoke run (``--quick``)."""
+
+    kind: Literal["study"] = "study"
+    name: str = Field("study", pattern=r"^[\w\-.]+$")
+    data: StudyData = Field(default_factory=StudyData)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    grid: StudyGrid = Field(default_factory=StudyGrid)
+    train: StudyTrain = Field(default_factory=StudyTrain)
+    probe: StudyProbe = Field(default_factory=StudyProbe)
+
+    def runs(self) -> list:
+        """(run name, arch overrides) for every grid point."""
+        out = []
+        for skips in self.grid.skips:
+            for c in self.grid.corruption:
+                name = f"skips-{'on' if skips else 'off'}_{c.name}"
+                out.append((name, {"skips": skips, "corruption": c.kind, "corruption_level": c.level}))
+        return out
+
+
+class SearchSpace(Strict):
+    """The choices a trial draws from. ``widths`` double per stage from ``base_width``."""
+
+    stages: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1)
+    base_width: list[int] = Field(default_factory=lambda: [8, 16, 32], min_length=1)
+    convs_per_stage: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1)
+    skips: list[bool] = Field(default_factory=lambda: [True, False], min_length=1)
+    skip_every: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1)
+    merge: list[Merge] = Field(default_factory=lambda: ["add", "concat"], min_length=1)
+    corruption: list[Corruption] = Field(
+        default_factory=lambda: ["none", "gaussian", "masking", "salt_pepper"], min_length=1)
+    corruption_level: tuple[float, float] = (0.05, 0.5)
+    learning_rate: tuple[float, float] = (1e-4, 1e-2)
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        for name in ("stages", "base_width", "convs_per_stage", "skip_every"):
+            if any(v < 1 for v in getattr(self, name)):
+                raise ValueError(f"{name}: every choice must be a positive int, got {getattr(self, name)}")
+        lo, hi = self.corruption_level
+        if not 0 <= lo <= hi < 1:
+            raise ValueError(f"corruption_level: expected 0 <= low <= high < 1, got {self.corruption_level}")
+        lo, hi = self.learning_rate
+        if not 0 < lo <= hi:
+            raise ValueError(f"learning_rate: expected 0 < low <= high, got {self.learning_rate}")
+        return self
+
+
+class TunerSettings(Strict):
+    algorithm: TuneAlgorithm = "random"
+    objective: TuneObjective = "probe_accuracy"
+    max_trials: int = Field(8, gt=0)
+    epochs: int = Field(3, gt=0, description="epochs per trial (Hyperband: the most any trial gets)")
+    hyperband_factor: int = Field(3, ge=2)
+    batch_size: int = Field(64, gt=0)
+    strategy: Strategy = "auto"
+    seed: int = 0
+
+
+class TuneConfig(GridRecipe):
+    """A tune recipe: data (as a study's), the base model, the search space, the tuner, the probe."""
+
+    kind: Literal["tune"] = "tune"
+    name: str = Field("tune", pattern=r"^[\w\-.]+$")
+    data: StudyData = Field(default_factory=StudyData)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    space: SearchSpace = Field(default_factory=SearchSpace)
+    tuner: TunerSettings = Field(default_factory=TunerSettings)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
+
+
+#: the recipe types by their ``kind:`` key (a run recipe has none)
+RECIPE_TYPES: dict[str, type[Strict]] = {"run": Recipe, "study": StudyConfig, "tune": TuneConfig}
