@@ -13,6 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+import numpy as np
+
 # The typed choices, defined once: the Arch's validation, the recipe schema, the tuner's search
 # space and the command line's options all read these.
 Downsample = Literal["strided", "maxpool", "none"]
@@ -113,16 +115,12 @@ class Arch:
         The numpy form of :func:`keras_skipae.data.transforms.normalise` (the
         pipelines' TensorFlow form); exporters and the probe use this one.
         """
-        import numpy as np
-
         mean = np.asarray(self.channel_mean(), np.float32)
         std = np.asarray(self.channel_std(), np.float32)
         return (np.asarray(pixels).astype(np.float32) * np.float32(self.pixel_scale) - mean) / std
 
     def denormalise(self, x, *, clip: bool = True):
         """The inverse of :meth:`normalise`: model units -> pixel values (0..255 float32, clipped unless told)."""
-        import numpy as np
-
         mean = np.asarray(self.channel_mean(), np.float32)
         std = np.asarray(self.channel_std(), np.float32)
         pixels = (np.asarray(x, np.float32) * std + mean) / np.float32(self.pixel_scale)

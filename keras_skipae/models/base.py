@@ -12,6 +12,7 @@ from __future__ import annotations
 import keras
 
 from ..arch import Arch
+from ..presets import DEFAULT_PRESET, get_preset
 from .encoder import encoder_layers, set_encoder_trainable
 
 
@@ -22,8 +23,6 @@ class SkipAEModel(keras.Model):
 
     def __init__(self, arch=None, freeze_encoder: bool = False, name=None, **kwargs):
         if arch is None:
-            from ..presets import DEFAULT_PRESET, get_preset
-
             arch = get_preset(DEFAULT_PRESET)
         elif isinstance(arch, dict):
             arch = Arch.from_dict(arch)

@@ -25,12 +25,24 @@ keras-tuner. Both share the data, model and probe sections defined here.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 from ..arch import Corruption, Merge, Pooling, Precision, Strategy, TuneAlgorithm, TuneObjective, check_fields
 from ..models import resolve_arch
+
+
+#: a count (epochs, batch size, seeds, ...): a YAML ``true`` or ``2.7`` is refused, not read as 1 or 2
+Count = Annotated[int, Strict()]
+#: a recipe or grid name: it names a folder under runs/, so never "." or ".."
+NAME_PATTERN = r"^[\w\-.]+$"
+
+
+def check_name(value: str) -> str:
+    if value.strip(".") == "":
+        raise ValueError(f"{value!r} is not a usable name: it names a folder, so it needs a letter, digit, _ or -")
+    return value
 
 
 class RecipeError(ValueError):
@@ -70,7 +82,7 @@ class TrainerConfig(Strict):
     mixed_precision: Optional[Precision] = None
     jit_compile: bool = False
     deterministic: bool = False
-    steps_per_execution: Union[Literal["auto"], int] = "auto"
+    steps_per_execution: Union[Literal["auto"], Count] = "auto"
 
     @field_validator("steps_per_execution")
     @classmethod
@@ -126,15 +138,15 @@ class DataConfig(Strict):
     download: bool = False
     train_split: str = "train"
     eval_split: str = "test"
-    labels_per_class: Optional[int] = Field(default=None, ge=1)
-    num_labels: Optional[int] = Field(default=None, ge=1)
+    labels_per_class: Optional[Count] = Field(default=None, ge=1)
+    num_labels: Optional[Count] = Field(default=None, ge=1)
     val_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
-    split_seed: int = 0
+    split_seed: Count = 0
     ignore_label: Optional[int] = None
     label_map: Optional[dict[int, int]] = None
     on_error: Literal["raise", "skip"] = "raise"
     normalise: Literal["dataset", "none"] = "dataset"
-    stats_limit: int = Field(default=10000, ge=1)
+    stats_limit: Count = Field(default=10000, ge=1)
 
     @model_validator(mode="after")
     def _one_label_budget(self):
@@ -168,34 +180,36 @@ class StageConfig(Strict):
     model: Optional[Literal["classifier", "segmenter"]] = None
     init: Optional[str] = None
     train_on: str = Field(default="all", pattern=_SUBSET)
-    limit: Optional[int] = Field(default=None, ge=1)
+    limit: Optional[Count] = Field(default=None, ge=1)
     val_on: str = Field(default="val", pattern=_SUBSET[:-2] + "|none)$")
-    val_limit: Optional[int] = Field(default=None, ge=1)
+    val_limit: Optional[Count] = Field(default=None, ge=1)
     eval_on: str = Field(default="eval", pattern=_SUBSET[:-2] + "|none)$")
-    epochs: int = Field(default=1, ge=1)
-    batch_size: int = Field(default=64, ge=1)
+    epochs: Count = Field(default=1, ge=1)
+    batch_size: Count = Field(default=64, ge=1)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     freeze_encoder: bool = False
     overrides: dict[str, Any] = Field(default_factory=dict)
     augment: bool = False
     corruption: Literal["model", "pipeline"] = "model"
     crop_size: Optional[list[int]] = None
-    checkpoint_every: Optional[int] = Field(default=None, ge=1)
+    checkpoint_every: Optional[Count] = Field(default=None, ge=1)
     restore_best: bool = True
 
 
 class Recipe(Strict):
     """A whole run: see the module docstring."""
 
-    name: str = Field(pattern=r"^[\w\-.]+$")
+    name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
-    seed: int = 0
+    seed: Count = 0
     run_dir: Optional[str] = None
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     stages: dict[str, StageConfig]
     summary: list[str] = Field(default_factory=list)
+
+    _name = field_validator("name")(check_name)
 
     @field_validator("stages")
     @classmethod
@@ -266,15 +280,15 @@ class StudyData(Strict):
     source: str = "idx:/usr/share/datasets/fashion-mnist"
     train_split: str = "train"
     heldout_split: str = "test"
-    pretrain_images: int = Field(12000, gt=0, description="unlabelled images used for pre-training")
-    val_images: int = Field(1000, gt=0, description="validation images (reconstruction loss per epoch)")
-    labels_per_class: int = Field(100, gt=0, description="labelled images per class that fit the probe")
-    heldout_images: int = Field(2000, gt=0, description="held-out images that score everything")
-    seed: int = 0
+    pretrain_images: Count = Field(12000, gt=0, description="unlabelled images used for pre-training")
+    val_images: Count = Field(1000, gt=0, description="validation images (reconstruction loss per epoch)")
+    labels_per_class: Count = Field(100, gt=0, description="labelled images per class that fit the probe")
+    heldout_images: Count = Field(2000, gt=0, description="held-out images that score everything")
+    seed: Count = 0
 
 
 class StudyCorruption(Strict):
-    name: str = Field(pattern=r"^[\w\-.]+$")
+    name: str = Field(pattern=NAME_PATTERN)
     kind: Corruption
     level: float = Field(0.0, ge=0)
 
@@ -289,25 +303,25 @@ class StudyGrid(Strict):
 
 
 class StudyTrain(Strict):
-    epochs: int = Field(10, gt=0)
-    checkpoint_every: int = Field(2, gt=0)
-    batch_size: int = Field(64, gt=0)
+    epochs: Count = Field(10, gt=0)
+    checkpoint_every: Count = Field(2, gt=0)
+    batch_size: Count = Field(64, gt=0)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     strategy: Strategy = "auto"
-    seed: int = 0
+    seed: Count = 0
 
 
 class ProbeConfig(Strict):
     """How features are scored: pooling of the encoder's output and the k-NN's k."""
 
     pooling: Pooling = "avg"
-    knn_k: int = Field(10, gt=0)
+    knn_k: Count = Field(10, gt=0)
 
 
 class StudyProbe(ProbeConfig):
     corruption: Optional[tuple[Corruption, float]] = ("masking", 0.25)
-    n_boot: int = Field(1000, ge=0)
-    finetune_epochs: int = Field(0, ge=0)
+    n_boot: Count = Field(1000, ge=0)
+    finetune_epochs: Count = Field(0, ge=0)
     regret_tolerance: float = Field(0.01, ge=0)
 
 
@@ -315,7 +329,8 @@ class StudyConfig(GridRecipe):
     """A validated study recipe; ``quick`` holds overrides for a smoke run (``--quick``)."""
 
     kind: Literal["study"] = "study"
-    name: str = Field("study", pattern=r"^[\w\-.]+$")
+    name: str = Field("study", pattern=NAME_PATTERN)
+    _name = field_validator("name")(check_name)
     data: StudyData = Field(default_factory=StudyData)
     model: ModelConfig = Field(default_factory=ModelConfig)
     grid: StudyGrid = Field(default_factory=StudyGrid)
@@ -363,23 +378,25 @@ class SearchSpace(Strict):
 class TunerSettings(Strict):
     algorithm: TuneAlgorithm = "random"
     objective: TuneObjective = "probe_accuracy"
-    max_trials: int = Field(8, gt=0)
-    epochs: int = Field(3, gt=0, description="epochs per trial (Hyperband: the most any trial gets)")
-    hyperband_factor: int = Field(3, ge=2)
-    batch_size: int = Field(64, gt=0)
+    max_trials: Count = Field(8, gt=0)
+    epochs: Count = Field(3, gt=0, description="epochs per trial (Hyperband: the most any trial gets)")
+    hyperband_factor: Count = Field(3, ge=2)
+    batch_size: Count = Field(64, gt=0)
     strategy: Strategy = "auto"
-    seed: int = 0
+    seed: Count = 0
 
 
 class TuneConfig(GridRecipe):
     """A tune recipe: data (as a study's), the base model, the search space, the tuner, the probe."""
 
     kind: Literal["tune"] = "tune"
-    name: str = Field("tune", pattern=r"^[\w\-.]+$")
+    name: str = Field("tune", pattern=NAME_PATTERN)
+    _name = field_validator("name")(check_name)
     data: StudyData = Field(default_factory=StudyData)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    space: SearchSpace = Field(default_factory=SearchSpace)
-    tuner: TunerSettings = Field(default_factory=TunerSettings)
+    # required: a recipe that names no search space or tuner settings is a mistake, not a default search
+    space: SearchSpace
+    tuner: TunerSettings
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
 
 

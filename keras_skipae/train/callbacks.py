@@ -19,8 +19,11 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
+from tensorboard.plugins.hparams import api as hparams_api
 
 from ..atomic import write_json_atomic
+from .metrics import _ToUnitRange
 
 
 def save_model_atomic(model: keras.Model, path) -> Path:
@@ -235,10 +238,6 @@ class ReconstructionImages(keras.callbacks.Callback):
         self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf
-
-        from .metrics import _ToUnitRange
-
         model = self.model
         corrupted = self.corrupted
         if corrupted is None:
@@ -269,10 +268,7 @@ class HParamsLogger(keras.callbacks.Callback):
         }
 
     def on_train_begin(self, logs=None):
-        import tensorflow as tf
-        from tensorboard.plugins.hparams import api as hp
-
         writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "hparams"))
         with writer.as_default():
-            hp.hparams(self.hparams)
+            hparams_api.hparams(self.hparams)
         writer.flush()

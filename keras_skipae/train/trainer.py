@@ -25,6 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.backend.tensorflow import trainer as tf_trainer  # patched for multi-worker fit, see below
 
 from . import callbacks as cb
 from .metrics import MONITOR, loss_for, metrics_for
@@ -144,8 +145,6 @@ def _patch_keras_multi_worker() -> None:
     Keras reduces each worker's scalar logs with ``strategy.reduce("MEAN", v, axis=0)``,
     which fails on scalars; reduce them with ``axis=None`` (a mean over replicas) instead.
     """
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
     if getattr(tf_trainer.reduce_per_replica, "_skipae_patched", False):
         return
     original = tf_trainer.reduce_per_replica
