@@ -17,6 +17,8 @@ import keras
 import numpy as np
 from scipy import optimize, special
 
+from ..models import encoder_model
+
 POOLINGS = ("avg", "max", "avgmax", "flatten")
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -26,8 +28,6 @@ def feature_model(model: keras.Model, pooling: str = "avg") -> keras.Model:
 
     >>> f = feature_model(ks.build("autoencoder", "tiny"))   # (batch, 16)
     """
-    from ..models import encoder_model
-
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLINGS)}")
     enc = encoder_model(model)

@@ -15,6 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from ..arch import Arch
+from ..data import transforms
+from ..train.metrics import PSNR, SSIM
 
 RECONSTRUCTION_METRICS = ("mse", "psnr", "ssim")
 
@@ -24,29 +26,29 @@ def normalise(images: np.ndarray, arch: Arch) -> np.ndarray:
 
     The same transforms as :mod:`keras_skipae.data`'s pipelines: grayscale <->
     RGB to ``arch.channels``, bilinear resize to ``arch.input_shape[:2]`` when
-    those are fixed and differ, then ``(pixel * pixel_scale - mean) / std``.
+    those are fixed and differ (:mod:`keras_skipae.data.transforms`), then
+    :meth:`Arch.normalise`, ``(pixel * pixel_scale - mean) / std``.
 
     >>> x = normalise(images_uint8, model.arch)
     """
-    from ..data import transforms
-
-    x = tf.cast(np.asarray(images), tf.float32)
-    if x.shape.rank == 3:
+    x = np.asarray(images)
+    if x.ndim == 3:
         x = x[..., None]
-    if x.shape.rank != 4:
+    if x.ndim != 4:
         raise ValueError(f"expected images of shape (N, H, W[, C]); got {tuple(np.shape(images))}")
-    x = transforms.match_channels(x, arch.channels)
     h, w = arch.input_shape[0], arch.input_shape[1]
-    if h is not None and w is not None:
-        x = transforms.resize(x, (h, w))
-    return transforms.normalise(x, arch).numpy()
+    resize = h is not None and w is not None and tuple(x.shape[1:3]) != (h, w)
+    if x.shape[-1] != arch.channels or resize:
+        x = transforms.match_channels(tf.cast(x, tf.float32), arch.channels)
+        if resize:
+            x = transforms.resize(x, (h, w))
+        x = x.numpy()
+    return arch.normalise(x)
 
 
 def to_unit(x: np.ndarray, arch: Arch) -> np.ndarray:
-    """Normalised model units -> pixels scaled to [0, 1]."""
-    mean = np.asarray(arch.channel_mean(), np.float32)
-    std = np.asarray(arch.channel_std(), np.float32)
-    return ((np.asarray(x, np.float32) * std + mean) / (255.0 * arch.pixel_scale)).astype(np.float32)
+    """Normalised model units -> pixels scaled to [0, 1] (not clipped)."""
+    return arch.denormalise(x, clip=False) / np.float32(255.0)
 
 
 def corrupt(x: np.ndarray, arch: Arch, kind: str, level: float, seed: int = 0) -> np.ndarray:
@@ -54,8 +56,6 @@ def corrupt(x: np.ndarray, arch: Arch, kind: str, level: float, seed: int = 0) -
 
     The same ``seed`` gives the same corrupted images for every checkpoint.
     """
-    from ..data import transforms
-
     spec = arch.replace(corruption=kind, corruption_level=float(level))
     key = tf.constant([seed, 0], tf.int64)
     return transforms.corrupt(tf.constant(x, tf.float32), spec, key).numpy()
@@ -67,8 +67,6 @@ def image_quality(reference: np.ndarray, output: np.ndarray, arch: Arch) -> dict
     PSNR and SSIM are the trainer's metric classes (``keras_skipae.train.metrics``),
     so the numbers match the ``psnr``/``ssim`` a training run logs.
     """
-    from ..train.metrics import PSNR, SSIM
-
     result = {"mse": float(np.mean(np.square(to_unit(output, arch) - to_unit(reference, arch))))}
     for name, cls in (("psnr", PSNR), ("ssim", SSIM)):
         metric = cls.from_arch(arch)

@@ -1,4 +1,11 @@
-"""Correlation with bootstrap intervals, and the regret of a selection rule."""
+"""Correlation with bootstrap intervals, and the regret of a selection rule.
+
+:func:`correlate` and :func:`regret` work on any series and rows;
+:func:`relate` and :func:`regrets` apply them to a probe's rows: does
+reconstruction (``psnr``, ``psnr_corrupted``) rank checkpoints as feature
+quality (``probe_accuracy``, ``knn_accuracy``) does, and what does choosing
+by reconstruction cost?
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,13 @@ import numpy as np
 from scipy import stats
 
 METHODS = ("pearson", "spearman", "kendall")
+RECON_X = ("psnr", "psnr_corrupted")
+FEATURE_Y = ("probe_accuracy", "knn_accuracy")
+
+
+def finite(v) -> bool:
+    """Whether ``v`` is a finite number (not None, NaN, inf or a bool)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass
@@ -104,7 +118,7 @@ def regret(rows: list, criterion: str, target: str, *, higher_is_better: bool = 
 
     >>> regret(rows, "psnr", "probe_accuracy").regret   # accuracy points lost
     """
-    usable = [r for r in rows if _finite(r.get(criterion)) and _finite(r.get(target))]
+    usable = [r for r in rows if finite(r.get(criterion)) and finite(r.get(target))]
     if not usable:
         raise ValueError(f"regret: no row has both {criterion!r} and {target!r}")
     pick = max if higher_is_better else min
@@ -116,5 +130,46 @@ def regret(rows: list, criterion: str, target: str, *, higher_is_better: bool = 
     )
 
 
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
+def relate(rows: list, *, n_boot: int = 1000, seed: int = 0) -> list:
+    """Correlations of reconstruction (``psnr``, ``psnr_corrupted``) with feature quality.
+
+    Scopes: ``checkpoints`` (all trained checkpoints), ``runs`` (the last
+    checkpoint of each run, when there are 3 or more runs) and ``run:NAME``
+    (psnr vs probe accuracy over one run's epochs, when it has 3 or more).
+
+    >>> [c.scope for c in relate(table.rows)]
+    ['checkpoints', 'checkpoints', 'checkpoints', 'checkpoints', 'runs', ...]
+    """
+    ckpts = [r for r in rows if r["kind"] == "checkpoint"]
+    by_run: dict = {}
+    for r in ckpts:
+        by_run.setdefault(r["run"], []).append(r)
+    last = [max(rs, key=lambda r: r["epoch"] if r["epoch"] is not None else -1) for rs in by_run.values()]
+    out = []
+    scopes = [("checkpoints", ckpts)] + ([("runs", last)] if len(last) >= 3 else [])
+    for scope, rs in scopes:
+        for x in RECON_X:
+            for y in FEATURE_Y:
+                if any(finite(r.get(x)) for r in rs):
+                    out.append(correlate([r.get(x, math.nan) for r in rs], [r.get(y, math.nan) for r in rs],
+                                         scope=scope, x_name=x, y_name=y, n_boot=n_boot, seed=seed))
+    if len(by_run) > 1:
+        for run, rs in by_run.items():
+            if len(rs) >= 3:
+                out.append(correlate([r["psnr"] for r in rs], [r["probe_accuracy"] for r in rs],
+                                     scope=f"run:{run}", x_name="psnr", y_name="probe_accuracy",
+                                     n_boot=n_boot, seed=seed))
+    return out
+
+
+def regrets(rows: list) -> list:
+    """Regret in probe accuracy of choosing a checkpoint by each reconstruction criterion (and ``val_loss``).
+
+    >>> [(r.criterion, r.regret) for r in regrets(table.rows)]
+    """
+    ckpts = [r for r in rows if r["kind"] == "checkpoint"]
+    out = []
+    for criterion, higher in (("psnr", True), ("psnr_corrupted", True), ("val_loss", False)):
+        if any(finite(r.get(criterion)) for r in ckpts):
+            out.append(regret(ckpts, criterion, "probe_accuracy", higher_is_better=higher))
+    return out
