@@ -170,6 +170,10 @@ class RunDir:
     def history_file(self, stage: str, worker: int | None = None) -> Path:
         return self.stage_dir(stage, worker) / HISTORY_FILE
 
+    def model_file(self, stage: str) -> Path:
+        """``STAGE/model.keras``, where a training stage saves its final (or best) model."""
+        return self.stage_dir(stage) / MODEL_FILE
+
     # ---------------------------------------------------------------- reading
     def recipe(self) -> dict | None:
         """The recorded (resolved) recipe as a dict, None when there is none."""
@@ -240,6 +244,16 @@ class RunDir:
         found = [(checkpoint_epoch(p), p) for p in folder.glob("epoch_*.keras")]
         return sorted((e, p) for e, p in found if e is not None)
 
+    def checkpoint_stages(self) -> list[str]:
+        """Stage folders that hold periodic checkpoints, found on disk (sorted; for runs without ``metrics.json``).
+
+        ``[""]`` when this folder is itself a stage folder (``self.path/checkpoints/``, as a
+        :meth:`keras_skipae.train.Trainer.fit` ``run_dir`` is); ``RunDir.checkpoints("")`` then lists them.
+        """
+        if (self.path / CHECKPOINTS_DIR).is_dir():
+            return [""]
+        return [p.parent.name for p in sorted(self.path.glob(f"*/{CHECKPOINTS_DIR}")) if p.is_dir()]
+
     def stage_corruption(self, stage: str) -> dict | None:
         """:attr:`StageResult.training_corruption` of ``stage`` (None when not finished or not needed)."""
         entry = self._metrics()["stages"].get(stage) or self.finished(stage)
@@ -266,6 +280,21 @@ class RunDir:
     def commit_stage(self, stage: str, entry: dict, worker: int | None = None) -> Path:
         """Mark ``stage`` finished with ``entry`` (its ``stage.json``)."""
         return write_json_atomic(self.stage_file(stage, worker), entry)
+
+
+def stage_of(model_file: str | os.PathLike) -> tuple[RunDir, str]:
+    """The run directory and stage a model file belongs to, from where it lies.
+
+    ``RUN/STAGE/checkpoints/epoch_EEE.keras`` and ``RUN/STAGE/model.keras`` give
+    ``(RunDir(RUN), STAGE)``; ask the run about the stage (its recorded
+    corruption, its history). A file outside a run gives its folder's parent and
+    name all the same: the run then simply has no record of it.
+
+    >>> run, stage = stage_of("runs/ae/pretrain/checkpoints/epoch_002.keras")   # (RunDir('runs/ae'), 'pretrain')
+    """
+    path = Path(model_file)
+    stage_dir = path.parent.parent if path.parent.name == CHECKPOINTS_DIR else path.parent
+    return RunDir(stage_dir.parent), stage_dir.name
 
 
 def resolve_model(target: str | os.PathLike, stage: str | None = None) -> Path:

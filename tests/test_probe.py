@@ -1,16 +1,22 @@
-"""keras_skipae.probe: reconstruction vs feature quality, on small generated data."""
+"""keras_skipae.probe: reconstruction vs feature quality, end to end on small generated data.
+
+The probe's parts have their own files: test_probe_checkpoints, _features,
+_reconstruction, _statistics, _verdict. This one trains a small run and probes it.
+"""
 
 import csv
 import json
-import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import keras_skipae as ks
-from keras_skipae import probe
-from keras_skipae.analysis import features, reconstruction, stats
+from keras_skipae import probe, runs
+from keras_skipae.probe import measure, reconstruction
 
 
 def make_images(n, seed=0, size=16, classes=3):
@@ -44,113 +50,6 @@ def pretrain_run(tmp_path_factory):
     return run
 
 
-# ------------------------------------------------------------------ features
-def test_linear_probe_separates_separable_features_and_not_random_labels(rng):
-    y = rng.integers(0, 4, 400)
-    informative = rng.normal(size=(400, 6))
-    informative[np.arange(400), y] += 4.0
-    result = features.linear_probe_accuracy(informative[:200], y[:200], informative[200:], y[200:])
-    assert result.accuracy > 0.9
-    assert result.l2 in features.L2_GRID
-    noise = rng.normal(size=(400, 6))
-    assert features.linear_probe_accuracy(noise[:200], y[:200], noise[200:], y[200:]).accuracy < 0.45
-
-
-def test_knn_votes_by_cosine_neighbours():
-    train = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
-    labels = np.array([0, 0, 1, 1])
-    test = np.array([[0.8, 0.05], [0.05, 0.7]])
-    # centred on the training mean, the two test points point towards their class
-    assert features.knn_accuracy(train, labels, test, np.array([0, 1]), k=1) == 1.0
-    assert features.knn_accuracy(train, labels, test, np.array([1, 0]), k=1) == 0.0
-
-
-def test_feature_model_pools_the_encoder_output():
-    ae = ks.build("autoencoder", "tiny", input_shape=(16, 16, 1))
-    x = np.zeros((3, 16, 16, 1), "float32")
-    assert features.extract_features(ae, x).shape == (3, 16)
-    assert features.extract_features(ae, x, pooling="avgmax").shape == (3, 32)
-    with pytest.raises(ValueError, match="unknown pooling"):
-        features.feature_model(ae, "median")
-
-
-def test_probe_rejects_mismatched_inputs(rng):
-    with pytest.raises(ValueError, match="differ in length"):
-        features.linear_probe_accuracy(rng.normal(size=(5, 2)), np.zeros(4, int), rng.normal(size=(2, 2)), [0, 1])
-
-
-# ------------------------------------------------------------ reconstruction
-def test_image_quality_and_seeded_corruption():
-    arch = ks.build("autoencoder", "tiny", input_shape=(16, 16, 1)).arch
-    images, _ = make_images(8)
-    x = reconstruction.normalise(images, arch)
-    perfect = reconstruction.image_quality(x, x, arch)
-    assert perfect["mse"] == 0 and math.isinf(perfect["psnr"]) and perfect["ssim"] == pytest.approx(1.0)
-    a = reconstruction.corrupt(x, arch, "masking", 0.3, seed=4)
-    b = reconstruction.corrupt(x, arch, "masking", 0.3, seed=4)
-    np.testing.assert_array_equal(a, b)
-    masked = np.mean((a == 0) & (x != 0))
-    assert 0.2 < masked < 0.4
-    damaged = reconstruction.image_quality(x, a, arch)
-    assert damaged["mse"] > 0 and damaged["psnr"] < 30 and damaged["ssim"] < 1
-
-
-def test_normalise_converts_channels_and_size():
-    arch = ks.build("autoencoder", "tiny").arch  # 32x32x3
-    x = reconstruction.normalise(np.full((2, 16, 16), 255, "uint8"), arch)
-    assert x.shape == (2, 32, 32, 3)
-    np.testing.assert_allclose(x, 1.0, atol=1e-6)
-
-
-# --------------------------------------------------------------------- stats
-def test_correlate_monotone_and_too_few_points():
-    c = stats.correlate([1, 2, 3, 4, 5, 6], [2, 4, 5, 8, 9, 12], x_name="psnr", y_name="acc", n_boot=200)
-    assert c.spearman == pytest.approx(1.0) and c.kendall == pytest.approx(1.0)
-    assert c.spearman_low <= c.spearman <= c.spearman_high
-    anti = stats.correlate([1, 2, 3, 4], [4, 3, 2, 1], n_boot=50)
-    assert anti.pearson == pytest.approx(-1.0)
-    assert math.isnan(stats.correlate([1, 2], [1, 2]).spearman)
-
-
-def test_regret_of_choosing_by_reconstruction():
-    rows = [{"name": "a", "psnr": 30.0, "probe_accuracy": 0.6}, {"name": "b", "psnr": 25.0, "probe_accuracy": 0.8}]
-    r = stats.regret(rows, "psnr", "probe_accuracy")
-    assert (r.chosen, r.best) == ("a", "b") and r.regret == pytest.approx(0.2)
-    with pytest.raises(ValueError, match="no row has both"):
-        stats.regret(rows, "ssim", "probe_accuracy")
-
-
-# ------------------------------------------------------------------- verdict
-def _table(psnr, acc, untrained=None):
-    rows = [{"run": "r", "name": f"r@e{i}", "kind": "checkpoint", "epoch": i, "psnr": p, "probe_accuracy": a,
-             "knn_accuracy": a} for i, (p, a) in enumerate(zip(psnr, acc), start=1)]
-    if untrained is not None:
-        rows.append({"run": "r", "name": "r@untrained", "kind": "untrained", "epoch": 0, "psnr": 5.0,
-                     "probe_accuracy": untrained})
-    table = probe.ProbeTable(rows)
-    table.correlations = probe.relate(rows, n_boot=200)
-    table.regrets = probe.regrets(rows)
-    table.verdict = probe.verdict(table)
-    return table
-
-
-def test_verdict_says_when_the_data_do_not_show_the_pitfall():
-    t = _table([10, 12, 14, 16, 18, 20, 22, 24], [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85], untrained=0.4)
-    assert "do NOT show the pitfall" in t.verdict
-    assert "untrained encoder 0.400" in t.verdict
-
-
-def test_verdict_shows_the_pitfall_when_reconstruction_misleads():
-    t = _table([10, 12, 14, 16, 18, 20, 22, 24], [0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5], untrained=0.9)
-    assert "WORSE" in t.verdict and "SHOW the pitfall" in t.verdict
-    assert "loses 35.0 accuracy points" in t.verdict
-    assert "did not make the pooled features more linearly separable" in t.verdict
-
-
-def test_verdict_with_too_few_checkpoints():
-    assert "Too few checkpoints (2)" in _table([10, 12], [0.5, 0.6]).verdict
-
-
 # ----------------------------------------------------------- run end to end
 def test_find_checkpoints_reads_the_trainer_layout(pretrain_run):
     found = probe.find_checkpoints(pretrain_run)
@@ -160,6 +59,9 @@ def test_find_checkpoints_reads_the_trainer_layout(pretrain_run):
     assert probe.find_checkpoints(found[1].source)[0].epoch == 2
     with pytest.raises(FileNotFoundError, match="no auto-encoder checkpoints"):
         probe.find_checkpoints(pretrain_run / "pretrain" / "logs")
+    history = runs.read_history(pretrain_run / "pretrain" / "history.csv")  # the trainer's history.csv
+    assert sorted(history) == [1, 2, 3]
+    assert {c.epoch: c.val_loss for c in found} == {e: r["val_loss"] for e, r in history.items()}
 
 
 def test_probe_run_writes_table_plots_and_tensorboard(pretrain_run, tmp_path):
@@ -290,12 +192,6 @@ def test_probe_run_can_fine_tune_each_encoder():
     assert "psnr_corrupted" not in row and "finetune_accuracy" in str(table)
 
 
-def test_verdict_is_inconclusive_with_few_agreeing_checkpoints():
-    t = _table([10, 12, 14], [0.5, 0.6, 0.7])
-    assert "means little" in t.verdict and "inconclusive" in t.verdict
-    assert "do NOT show" not in t.verdict
-
-
 # ------------------------------------------------------ subsets of class-ordered data
 def class_ordered(n_per_class=40, classes=3, size=8):
     """Images sorted by class (as a folder: tree loads them): pixel (0, 0) is 50 * label, (1, 1) the index."""
@@ -321,16 +217,16 @@ def test_probe_data_and_arrays_draw_every_class_from_class_ordered_data(tmp_path
     _, (x_other, _) = probe.probe_data(f"npz:{npz}", labels_per_class=5, max_heldout=30, seed=1)
     assert not np.array_equal(x_held, x_other)
 
-    x, y = probe._arrays((images, labels), "heldout_ds", 30, seed=1)  # probe_run(max_heldout=...) on arrays
+    x, y = measure._arrays((images, labels), "heldout_ds", 30, seed=1)  # probe_run(max_heldout=...) on arrays
     assert sorted(set(y.tolist())) == [0, 1, 2] and len(y) == 30
     assert np.array_equal(x[:, 0, 0, 0], (y * 50).astype("uint8"))
-    _, y = probe._arrays(data.load((images, labels)), "heldout_ds", 30, seed=1)  # ... and on a dataset
+    _, y = measure._arrays(data.load((images, labels)), "heldout_ds", 30, seed=1)  # ... and on a dataset
     assert np.bincount(y).tolist() == [10, 10, 10]
     unlabelled = data.load((images, np.full(len(labels), -1)))  # no class labels: a seeded random draw
-    assert data.to_numpy(probe.sample_subset(unlabelled, 30, seed=0))[0].shape[0] == 30
-    assert len(set(data.to_numpy(probe.sample_subset(unlabelled, 30, seed=0))[0][:, 0, 0, 0])) > 1
+    assert data.to_numpy(data.sample(unlabelled, 30, seed=0))[0].shape[0] == 30
+    assert len(set(data.to_numpy(data.sample(unlabelled, 30, seed=0))[0][:, 0, 0, 0])) > 1
     mixed = data.load((images, np.where(labels == 2, -1, labels)))  # a pool with unlabelled images in it
-    assert 100 in data.to_numpy(probe.sample_subset(mixed, 60, seed=0))[0][:, 0, 0, 0]  # they are drawn too
+    assert 100 in data.to_numpy(data.sample(mixed, 60, seed=0))[0][:, 0, 0, 0]  # they are drawn too
 
 
 def test_study_data_draws_every_class_from_class_ordered_data(tmp_path):
@@ -364,54 +260,20 @@ def test_study_training_data_comes_from_the_uint8_pipeline():
     np.testing.assert_array_equal(train_batches[0][0], again[0][0])  # seeded: the same order
 
 
-# ------------------------------------------------ pipeline-corruption runs and history.csv
-def test_pipeline_corruption_checkpoints_are_labelled_with_their_training_corruption(tmp_path):
-    import yaml
+# ------------------------------------------------------------------ imports
+def test_importing_the_package_leaves_the_probe_and_the_probe_leaves_the_runner_and_pyplot():
+    """keras_skipae does not import the probe; the probe imports neither the runner nor matplotlib.
 
-    from keras_skipae import recipes
-
-    images, labels = make_images(96, seed=9)
-    npz = tmp_path / "bands.npz"
-    np.savez(npz, x_train=images[:64], y_train=labels[:64], x_test=images[64:], y_test=labels[64:])
-    recipe = {
-        "name": "pipe", "data": {"source": f"npz:{npz}", "val_fraction": 0.25},
-        "model": {"preset": "tiny", "overrides": {"widths": [4], "corruption": "masking", "corruption_level": 0.3}},
-        "stages": {"pretrain": {"kind": "pretrain", "corruption": "pipeline", "epochs": 1, "batch_size": 16,
-                                "checkpoint_every": 1, "val_on": "none",
-                                "eval_on": "none"}},
-    }
-    run = tmp_path / "run"
-    recipes.run(recipes.validate(recipe), run_dir=run, echo=lambda line: None)
-    assert ks.load(run / "pretrain" / "model.keras").arch.corruption == "none"  # the pipeline corrupted
-
-    (ckpt,) = probe.find_checkpoints(run)
-    assert ckpt.corruption == {"corruption": "masking (pipeline)", "corruption_level": 0.3}
-    assert probe.find_checkpoints(ckpt.source)[0].corruption == ckpt.corruption
-    assert probe.find_checkpoints({"pipe": [ckpt.source]})[0].corruption == ckpt.corruption
-    table = probe.probe_run(run, (images[:64], labels[:64]), (images[64:], labels[64:]), n_boot=0)
-    for row in table.rows[:2]:
-        assert row["kind"] in ("untrained", "checkpoint")
-        assert (row["corruption"], row["corruption_level"]) == ("masking (pipeline)", 0.3)
-
-    saved = yaml.safe_load((run / "recipe.yaml").read_text())
-    saved["model"]["preset"] = "no-such-preset"
-    (run / "recipe.yaml").write_text(yaml.safe_dump(saved))
-    assert probe.find_checkpoints(run)[0].corruption == {"corruption": "unknown (pipeline)", "corruption_level": None}
-    saved["stages"]["pretrain"]["corruption"] = "model"
-    (run / "recipe.yaml").write_text(yaml.safe_dump(saved))
-    assert probe.find_checkpoints(run)[0].corruption is None  # the model's own arch is right
-
-
-def test_history_csv_has_one_reader(pretrain_run, tmp_path):
-    from keras_skipae.recipes import _epoch_row
-
-    stage = pretrain_run / "pretrain"
-    history = probe.read_history(stage / "history.csv")
-    assert sorted(history) == [1, 2, 3]
-    for epoch, row in history.items():
-        assert row == _epoch_row(stage / "history.csv", epoch)
-    assert probe._history_val_loss(stage) == {e: r["val_loss"] for e, r in history.items()}
-    odd = tmp_path / "history.csv"
-    odd.write_text("loss,val_loss\n0.5,\n0.4,0.45\n")  # no epoch column, a blank cell
-    assert probe.read_history(odd) == {1: {"loss": 0.5}, 2: {"loss": 0.4, "val_loss": 0.45}}
-    assert probe.read_history(tmp_path / "missing.csv") == {}
+    (Keras itself imports matplotlib; what matters is that the probe draws only when asked.)
+    """
+    code = (
+        "import sys, types; import keras_skipae; "
+        "assert not [m for m in sys.modules if m.startswith('keras_skipae.probe')]; "
+        "import keras_skipae.probe as p; "
+        "assert 'keras_skipae.recipes' not in sys.modules, 'the probe imported the runner'; "
+        "mods = [m for n, m in sys.modules.items() if n.startswith('keras_skipae.probe')]; "
+        "bad = [(m.__name__, k) for m in mods for k, v in vars(m).items() "
+        "       if isinstance(v, types.ModuleType) and v.__name__.startswith('matplotlib')]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

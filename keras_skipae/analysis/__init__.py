@@ -1,10 +1,9 @@
-"""Building blocks of the reconstruction-versus-features analysis.
+"""The pitfall study and what study and tune recipes share.
 
-- :mod:`.features`: pooled encoder features, linear probe, k-NN accuracy
-- :mod:`.reconstruction`: MSE / PSNR / SSIM on clean and corrupted images
-- :mod:`.stats`: correlations with bootstrap intervals, regret of a selection rule
-- :mod:`.plots`: the scatter and over-epochs figures
 - :mod:`.study`: the pitfall study (a grid of pre-training runs, each probed)
+- :mod:`.config`: strict recipe sections, ``quick`` overrides, YAML loading
 
-The public entry points are :mod:`keras_skipae.probe` and :mod:`keras_skipae.tune`.
+The measurement moved to :mod:`keras_skipae.probe`; ``features``,
+``reconstruction``, ``stats`` and ``plots`` here are one-line shims that
+re-export it and go when their importers move.
 """
