@@ -206,7 +206,7 @@ def export_cmd(source, formats, out, stage, name, version, opset, samples, overw
 
 
 # ---------------------------------------------------------------- analysis engineer's commands
-# probe, study, tune: thin shells over keras_skipae.probe, keras_skipae.analysis.study, keras_skipae.tune
+# probe, study, tune: thin shells over keras_skipae.probe, keras_skipae.recipes.study, keras_skipae.tune
 
 
 def _parse_corruption(text: str):

@@ -48,12 +48,12 @@ import tensorflow as tf
 from keras_tuner.src.distribute import utils as tuner_distribute
 from tensorboard.plugins.hparams import api as hp_api
 
-from .analysis import features as feats
-from .analysis.reconstruction import normalise
 from .arch import Arch
 from .factory import build
 from .models import resolve_arch
-from .probe import _grid
+from .probe import features as feats
+from .probe import format_table
+from .probe.reconstruction import normalise
 from .recipes.loading import load_recipe
 from .arch import TuneAlgorithm
 from .recipes.schema import SearchSpace, TuneConfig
@@ -75,7 +75,7 @@ class SkipAEHyperModel(keras_tuner.HyperModel):
     fields (input shape, normalisation, activation, ...) every trial keeps,
     with ``overrides`` applied. ``probe_sets``: ``((x_labelled, y_labelled),
     (x_heldout, y_heldout))`` with images already normalised for the base arch
-    (see :func:`keras_skipae.analysis.reconstruction.normalise`); without it
+    (see :func:`keras_skipae.probe.reconstruction.normalise`); without it
     trials report only ``val_reconstruction_loss``.
 
     >>> hm = SkipAEHyperModel("tiny", SearchSpace(stages=[2]), probe_sets=((xl, yl), (xh, yh)))
@@ -233,7 +233,7 @@ class TuneResult:
                          _num(t.get("val_reconstruction_loss"))]
                         + [_num(t["hyperparameters"].get(h)) for h in hp_names])
         lines = [f"objective: {self.objective} ({OBJECTIVES[self.objective]}imise); {len(self.trials)} trials",
-                 _grid(cols, rows, markdown=False)]
+                 format_table(cols, rows, markdown=False)]
         a, b = self.best("probe_accuracy"), self.best("val_reconstruction_loss")
         if a is not None:
             lines.append(f"best by probe accuracy:          trial {a['trial_id']} "

@@ -117,7 +117,7 @@ def test_probe_run_rejects_heldout_classes_missing_from_labelled():
 
 # ------------------------------------------------------------- study and CLI
 def test_study_recipe_validates_with_clear_errors(tmp_path):
-    from keras_skipae.analysis.study import load_study
+    from keras_skipae.recipes.study import load_study
 
     config = load_study("recipes/pitfall_fashion_mnist.yaml")
     assert [name for name, _ in config.runs()] == [
@@ -127,8 +127,13 @@ def test_study_recipe_validates_with_clear_errors(tmp_path):
     assert quick.train.epochs < config.train.epochs and quick.model == config.model
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: study\ntrain: {epochs: 0, optimiser: adam}\n")
-    with pytest.raises(ValueError, match=r"bad.yaml: invalid study recipe: train.epochs: .*train.optimiser"):
+    # the same key-path, did-you-mean errors as a run recipe
+    with pytest.raises(ValueError, match=r"invalid recipe .*bad.yaml:\n  train.epochs: [^\n]*\n"
+                                         r"  train.optimiser: unknown key \(did you mean 'optimizer'\?\)"):
         load_study(bad)
+    with pytest.raises(ValueError, match=r"train.epochs: Input should be a valid integer"):
+        load_study("recipes/pitfall_fashion_mnist.yaml", ["train.epochs=true"])
+    assert load_study("recipes/pitfall_fashion_mnist.yaml", ["train.epochs=3"], quick=True).train.epochs == 3
 
 
 @pytest.mark.slow
@@ -230,7 +235,7 @@ def test_probe_data_and_arrays_draw_every_class_from_class_ordered_data(tmp_path
 
 
 def test_study_data_draws_every_class_from_class_ordered_data(tmp_path):
-    from keras_skipae.analysis.study import StudyData, load_study_data
+    from keras_skipae.recipes.study import StudyData, load_study_data
 
     images, labels = class_ordered()
     npz = tmp_path / "ordered.npz"
@@ -245,7 +250,7 @@ def test_study_data_draws_every_class_from_class_ordered_data(tmp_path):
 
 
 def test_study_training_data_comes_from_the_uint8_pipeline():
-    from keras_skipae.analysis.study import pretrain_batches
+    from keras_skipae.recipes.study import pretrain_batches
 
     images, _ = make_images(70, seed=8)
     arch = ks.build("autoencoder", "tiny", input_shape=(16, 16, 1), mean=(0.3,), std=(0.2,)).arch

@@ -39,21 +39,11 @@ Example::
     print(table.verdict)
 """
 
-from ..data import sample as sample_subset  # moved to keras_skipae.data.sample; this alias goes when its importers move
-from ..runs import RunDir
 from .checkpoints import Checkpoint, find_checkpoints
 from .measure import probe_data, probe_run
 from .statistics import Correlation, Regret, regrets, relate
 from .tables import ProbeTable, correlation_table, format_table
 from .verdict import MIN_RELIABLE_N, verdict
-
-_grid = format_table  # moved to keras_skipae.probe.format_table; this alias goes when its importers move
-
-
-def run_data_defaults(run_dir) -> dict:
-    """Moved to ``keras_skipae.runs.RunDir(run_dir).data_defaults()``; this alias goes when its importers move."""
-    return RunDir(run_dir).data_defaults()
-
 
 __all__ = [
     "MIN_RELIABLE_N",

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from .. import data
-from ..models import build
+from ..factory import build
 from ..progress import track
 from .checkpoints import arch_info, find_checkpoints
 from .features import features_and_reconstruction, knn_accuracy, linear_probe_accuracy
@@ -201,13 +201,6 @@ def _arrays(given: Any, what: str, limit: int | None, seed: int = 0) -> tuple:
     return images, labels
 
 
-def _resolve_source(source: str) -> str:
-    """``source`` with its path made absolute (``idx:`` alone: Debian's Fashion-MNIST package)."""
-    from ..recipes import resolve_source  # -> keras_skipae.data.resolve_source (moving)
-
-    return resolve_source(source)
-
-
 def probe_data(
     source: str,
     *,
@@ -226,7 +219,7 @@ def probe_data(
 
     >>> labelled, heldout = probe_data("idx:", labels_per_class=100)
     """
-    source = _resolve_source(source)
+    source = data.resolve_source(source)
     splits = data.split(data.load(source, labelled_split), labels_per_class=labels_per_class, val_fraction=0.0,
                         seed=seed)
     heldout = data.load(source, heldout_split)
