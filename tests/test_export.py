@@ -14,12 +14,11 @@ import importlib.util
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import keras
 import numpy as np
-import onnx as onnx_lib
-import onnxruntime
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
@@ -45,11 +44,6 @@ def tfs_client():
 
 
 @pytest.fixture(scope="module")
-def ort_client():
-    return _load_kit_module("export/onnx/client.py", "skipae_onnx_client")
-
-
-@pytest.fixture(scope="module")
 def models():
     """Tiny models of each kind; the classifier's and segmenter's inputs are standardised per channel."""
     keras.utils.set_random_seed(1)
@@ -70,12 +64,6 @@ def samples():
 def saved(models, samples, tmp_path_factory):
     base = tmp_path_factory.mktemp("savedmodel")
     return {kind: export.saved_model(model, base, sample_images=samples, seed=0) for kind, model in models.items()}
-
-
-@pytest.fixture(scope="module")
-def onnx_exports(models, samples, tmp_path_factory):
-    base = tmp_path_factory.mktemp("onnx")
-    return {kind: export.onnx(model, base / f"{kind}.onnx", sample_images=samples, seed=0) for kind, model in models.items()}
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +96,19 @@ def assert_matches(outputs, expected, kind):
             np.testing.assert_allclose(got, want, atol=1e-4 * 255 * 0.25 + 1e-4)
         else:
             np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_importing_the_exporter_loads_no_converter_or_runner():
+    """tf2onnx, onnx, onnxruntime and the LiteRT interpreter load when an export runs, not on import."""
+    code = (
+        "import sys, keras_skipae; assert 'keras_skipae.export' not in sys.modules; "
+        "import keras_skipae.export; "
+        "print(sorted(m for m in ('tf2onnx', 'onnx', 'onnxruntime', 'ai_edge_litert', 'keras_skipae.recipes') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 # --------------------------------------------------------------------------- SavedModel
@@ -321,152 +322,6 @@ def test_bad_requests_fail_in_the_graph_naming_the_signature(models, saved, load
         loose(tf.zeros((32, 32, 3), tf.uint8))
 
 
-# --------------------------------------------------------------------------- ONNX
-@pytest.mark.parametrize("kind", KINDS)
-def test_onnx_export_checked_dynamic_and_matches_keras(kind, onnx_exports, models, ort_client):
-    result = onnx_exports[kind]
-    assert result.parity.passed and {c.output for c in result.parity.checks} == set(export.OUTPUTS[kind])
-    assert json.loads(result.report_path.read_text())["parity"]["passed"]
-    proto = onnx_lib.load(str(result.path))
-    onnx_lib.checker.check_model(proto)
-    dims = proto.graph.input[0].type.tensor_type.shape.dim
-    dynamic = [bool(d.dim_param) or not d.HasField("dim_value") for d in dims]
-    assert dynamic == ([True, True, True, False] if kind == "segmenter" else [True, False, False, False])
-
-    session = ort_client.load_session(result.path, threads=1)
-    size = (27, 50) if kind == "segmenter" else (32, 32)
-    images = np.random.default_rng(5).integers(0, 256, size=(2, *size, 3), dtype=np.uint8)
-    model = export.float32_model(models[kind], dynamic_spatial=True) if kind == "segmenter" else models[kind]
-    assert_matches(ort_client.predict(session, images), keras_outputs(model, images), kind)
-    with pytest.raises(ValueError, match=r"the ONNX model expects images: uint8 .*dtype float32"):
-        ort_client.predict(session, images.astype(np.float32))
-
-
-def test_onnx_normalised_signature(models, tmp_path):
-    result = export.onnx(models["autoencoder"], tmp_path / "ae.onnx", signature="normalised", seed=1)
-    assert result.signatures["normalised"]["inputs"]["images"]["dtype"] == "float32"
-    session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(2).normal(size=(3, 32, 32, 3)).astype(np.float32)
-    (rec,) = session.run(["reconstruction"], {"images": x})
-    np.testing.assert_allclose(rec, models["autoencoder"].predict(x, verbose=0), atol=1e-4)
-
-
-# --------------------------------------------------------------------------- safety: versions, atomicity, failures
-def test_versions_overwrite_and_atomic_writes(models, tmp_path):
-    clf = models["classifier"]
-    first = export.saved_model(clf, tmp_path, name="clf")
-    second = export.saved_model(clf, tmp_path, name="clf")
-    assert (first.version, second.version) == (1, 2)
-    stamp = (first.path / "saved_model.pb").stat().st_mtime_ns
-    with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
-        export.saved_model(clf, tmp_path, name="clf", version=1)
-    assert (first.path / "saved_model.pb").stat().st_mtime_ns == stamp
-    again = export.saved_model(clf, tmp_path, name="clf", version=1, overwrite=True)
-    assert again.parity.passed and sorted(p.name for p in (tmp_path / "clf").iterdir()) == ["1", "2"]
-
-    onnx_path = tmp_path / "clf.onnx"
-    export.onnx(clf, onnx_path)
-    with pytest.raises(FileExistsError, match="already exists"):
-        export.onnx(clf, onnx_path)
-    with pytest.raises(ValueError, match="invalid model name"):
-        export.saved_model(clf, tmp_path, name="../escape")
-    with pytest.raises(ValueError, match="positive integers"):
-        export.saved_model(clf, tmp_path, version=0)
-    with pytest.raises(TypeError, match="needs a keras_skipae model"):
-        export.saved_model(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]), tmp_path)
-    with pytest.raises(ValueError, match=r"sample_images do not fit the model.*channels 1"):
-        export.saved_model(clf, tmp_path, sample_images=np.zeros((2, 32, 32, 1), np.uint8))
-
-
-def test_parity_failure_fails_the_export_and_writes_nothing(models, tmp_path, monkeypatch):
-    original = export.ServingModule._outputs
-
-    def drifted(self, x, pixel_units):  # an exporter bug: probabilities shifted by 1e-3
-        out = original(self, x, pixel_units)
-        out["probabilities"] = out["probabilities"] + 1e-3
-        return out
-
-    monkeypatch.setattr(export.ServingModule, "_outputs", drifted)
-    with pytest.raises(export.ParityError, match=r"probabilities \[tf.saved_model.load\] on random uint8 4x32x32x3: max_abs_diff 0\.001") as info:
-        export.saved_model(models["classifier"], tmp_path, name="clf")
-    assert not info.value.report.passed
-    assert list((tmp_path / "clf").iterdir()) == []
-    with pytest.raises(export.ParityError, match="onnx export failed its parity check"):
-        export.onnx(models["classifier"], tmp_path / "clf.onnx")
-    assert list(tmp_path.glob("*clf.onnx*")) == []
-    with pytest.raises(export.ParityError):  # directories the failed export would have created are not left behind
-        export.onnx(models["classifier"], tmp_path / "new" / "deep" / "clf.onnx")
-    assert not (tmp_path / "new").exists()
-
-
-def _versions(directory: Path) -> list:
-    """Everything under a model directory: version directories and any leftover (hidden) names."""
-    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
-
-
-def test_export_model_writes_all_formats_or_none(models, tmp_path, monkeypatch):
-    original = export.ServingModule._outputs
-
-    def onnx_drifted(self, x, pixel_units):  # only the ONNX graph (built without asserts) is wrong
-        out = original(self, x, pixel_units)
-        if not self.validate:
-            out["probabilities"] = out["probabilities"] + 1e-3
-        return out
-
-    monkeypatch.setattr(export.ServingModule, "_outputs", onnx_drifted)
-    out = tmp_path / "exported"
-    with pytest.raises(export.ParityError, match="onnx export failed its parity check"):
-        export.export_model(models["classifier"], out)
-    assert _versions(out / "savedmodel" / "classifier") == []  # the SavedModel passed, but is not moved in alone
-    assert _versions(out / "onnx" / "classifier") == []
-    monkeypatch.undo()
-    results = export.export_model(models["classifier"], out)
-    assert [(r.format, r.version) for r in results] == [("savedmodel", 1), ("onnx", 1)]
-    assert (out / "onnx" / "classifier" / "1" / "model.onnx").is_file()
-    assert (out / "onnx" / "classifier" / "1" / "model.export_report.json").is_file()
-    assert results[1].path == out / "onnx" / "classifier" / "1" / "model.onnx" and results[1].report_path.is_file()
-    assert _versions(out / "savedmodel" / "classifier") == _versions(out / "onnx" / "classifier") == ["1"]
-
-
-def _fail_final_move(monkeypatch, error, when):
-    """Make ``os.rename`` of a staged artefact onto its final name raise ``error`` when ``when(dst)``."""
-    rename = export.os.rename
-
-    def failing(src, dst):
-        if Path(src).name.startswith(".tmp-") and when(Path(dst)):
-            raise error
-        return rename(src, dst)
-
-    monkeypatch.setattr(export.os, "rename", failing)
-
-
-def test_overwrite_keeps_the_old_version_when_the_final_move_fails(models, tmp_path, monkeypatch):
-    clf = models["classifier"]
-    out = tmp_path / "exported"
-    export.export_model(clf, out)
-    old_pb = out / "savedmodel" / "classifier" / "1" / "saved_model.pb"
-    old_onnx = out / "onnx" / "classifier" / "1" / "model.onnx"
-    stamps = (old_pb.read_bytes(), old_pb.stat().st_mtime_ns, old_onnx.read_bytes())
-    # the ONNX move fails after the SavedModel's succeeded: both old versions are put back
-    _fail_final_move(monkeypatch, OSError("disk gone"), lambda dst: dst.parent.parent.name == "onnx")
-    with pytest.raises(OSError, match="disk gone"):
-        export.export_model(clf, out, overwrite=True)
-    assert (old_pb.read_bytes(), old_pb.stat().st_mtime_ns, old_onnx.read_bytes()) == stamps
-    assert _versions(out / "savedmodel" / "classifier") == _versions(out / "onnx" / "classifier") == ["1"]
-    assert tf.saved_model.load(str(old_pb.parent)).signatures["serving_default"] is not None
-    # an interruption during the swap of a single SavedModel: the old version is restored too
-    monkeypatch.undo()
-    _fail_final_move(monkeypatch, KeyboardInterrupt(), lambda dst: True)
-    with pytest.raises(KeyboardInterrupt):
-        export.saved_model(clf, out / "savedmodel", version=1, overwrite=True)
-    assert (old_pb.read_bytes(), old_pb.stat().st_mtime_ns) == stamps[:2]
-    assert _versions(out / "savedmodel" / "classifier") == ["1"]
-    monkeypatch.undo()
-    again = export.saved_model(clf, out / "savedmodel", version=1, overwrite=True)
-    assert again.parity.passed and old_pb.stat().st_mtime_ns != stamps[1]
-    assert _versions(out / "savedmodel" / "classifier") == ["1"]
-
-
 def test_normalise_agrees_with_the_arch(models):
     for model in models.values():
         arch = model.arch
@@ -625,19 +480,3 @@ def test_rest_client_command_against_a_tf_serving_like_endpoint(tfs_client, save
             tfs_client.rest_predict(samples, port=server.port, model="nope")
     finally:
         server.close()
-
-
-def test_onnx_client_command_on_grayscale_images(ort_client, tmp_path, capsys):
-    from PIL import Image
-
-    model = ks.build("classifier", "tiny", input_shape=(28, 28, 1), mean=(0.29,), std=(0.35,))
-    result = export.onnx(model, tmp_path / "gray.onnx")
-    images = np.random.default_rng(4).integers(0, 256, size=(2, 28, 28), dtype=np.uint8)
-    paths = []
-    for i, image in enumerate(images):
-        paths.append(tmp_path / f"{i}.png")
-        Image.fromarray(image, mode="L").save(paths[-1])
-    assert ort_client.main([str(result.path), *map(str, paths)]) == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    expected = keras_outputs(model, images[..., None])
-    assert [line["class_id"] for line in lines] == expected["class_id"].tolist()

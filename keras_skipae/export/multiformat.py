@@ -1,0 +1,106 @@
+"""Export a model in several formats under one version number, all or none.
+
+:func:`export_model` is what ``skipae export`` calls: it takes a model, a
+``.keras`` file or a run directory, builds and verifies every format beside
+its destination, and renames them into place together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ..saving import load
+from .onnx_export import DEFAULT_OPSET, onnx_report_path, stage_onnx
+from .parity import prepare_samples
+from .savedmodel import stage_saved_model
+from .serving import SIGNATURE_PIXELS, model_info, signature_spec
+from .staging import Staging, check_name, check_version, next_version, refuse_existing
+
+FORMATS = ("savedmodel", "onnx")
+
+log = logging.getLogger(__name__)
+
+
+def _model_path(target: str | os.PathLike, stage: str | None) -> Path:
+    """The ``.keras`` file of ``target``: itself, or a run directory's last stage or ``stage``."""
+    from ..recipes import resolve_model  # -> keras_skipae.runs.resolve_model
+
+    return resolve_model(target, stage)
+
+
+def export_model(
+    source: str | os.PathLike | keras.Model,
+    out: str | os.PathLike,
+    formats: Sequence[str] = FORMATS,
+    *,
+    stage: str | None = None,
+    name: str | None = None,
+    version: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    overwrite: bool = False,
+    sample_images: np.ndarray | None = None,
+) -> list:
+    """Export a model, a ``.keras`` file or a run directory's stage in each of ``formats``.
+
+    A run directory (``metrics.json`` listing its stages) resolves to its last
+    stage, or to ``stage``.
+
+    Layout (same version number for both formats)::
+
+        OUT/savedmodel/<name>/<version>/          TF Serving's model base path is OUT/savedmodel/<name>
+        OUT/onnx/<name>/<version>/model.onnx      (and model.export_report.json)
+
+    Every format is built and verified before any is moved into place: when
+    one fails (a :class:`ParityError`, say), no version of any format is
+    written and the next export gets the same version number.
+
+    >>> results = export_model("runs/quickstart", "exported")     # last stage of the run
+    """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"unknown export format(s) {unknown or formats}; choose from {', '.join(FORMATS)}")
+    if isinstance(source, keras.Model):
+        model = source
+    else:
+        model_path = _model_path(source, stage)
+        if not model_path.is_file():
+            raise FileNotFoundError(f"{source}: the model file {model_path} listed in metrics.json does not exist")
+        model = load(model_path, compile=False)
+    kind, _ = model_info(model)
+    name = check_name(name or kind)
+    out = Path(out)
+    if version is None:
+        version = max(next_version(out / fmt / name) for fmt in formats)
+    version = check_version(version)
+    finals = {fmt: out / fmt / name / str(version) for fmt in formats}
+    for final in finals.values():
+        refuse_existing(final, overwrite)
+    samples = prepare_samples(sample_images, signature_spec(model))
+    # every format is built and verified beside its destination first; only when all passed are they
+    # renamed into place, together (a failure anywhere leaves no new version of any format)
+    results = []
+    with Staging(overwrite) as staging:
+        for fmt, final in finals.items():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = staging.stage(final)
+            if fmt == "savedmodel":
+                results.append(stage_saved_model(model, tmp, final, name, version, samples, None))
+            else:
+                tmp.mkdir()
+                model_file = final / "model.onnx"
+                result = stage_onnx(
+                    model, tmp / model_file.name, tmp / onnx_report_path(model_file).name, model_file,
+                    opset, SIGNATURE_PIXELS, samples, None, ("CPUExecutionProvider",),
+                )
+                result.version, result.name = version, name
+                results.append(result)
+        staging.commit()
+    for result in results:
+        log.info("exported %s to %s", result.kind, result.path)
+    return results

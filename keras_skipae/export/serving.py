@@ -1,0 +1,243 @@
+"""The serving graph: what every export format computes.
+
+A keras_skipae model becomes a :class:`ServingModule` with two signatures.
+``serving_default`` takes raw ``uint8`` pixels ``[batch, height, width,
+channels]`` and applies the model's recorded normalisation (``model.arch``:
+``pixel_scale``, ``mean``, ``std``) inside the graph; ``normalised`` takes
+already-normalised ``float32`` images, exactly what the Keras model takes.
+Outputs are named for what they are (:data:`OUTPUTS`): classifier
+``probabilities`` and ``class_id``; segmenter ``logits`` and ``mask`` (the
+per-pixel argmax); auto-encoder ``reconstruction`` (pixel units 0..255 from
+``serving_default``, normalised units from ``normalised``). Graphs are float32
+whatever the model's dtype policy: a mixed-precision model is re-built in
+float32 with its weights (:func:`float32_model`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ..arch import Arch
+from .reports import ExportError
+
+KINDS = ("autoencoder", "classifier", "segmenter")
+SIGNATURE_PIXELS = "serving_default"
+SIGNATURE_NORMALISED = "normalised"
+SIGNATURES = (SIGNATURE_PIXELS, SIGNATURE_NORMALISED)
+INPUT_NAME = "images"
+OUTPUTS = {
+    "autoencoder": ("reconstruction",),
+    "classifier": ("probabilities", "class_id"),
+    "segmenter": ("logits", "mask"),
+}
+LABEL_OUTPUTS = {"class_id": "probabilities", "mask": "logits"}  # label -> the scores it is the argmax of
+
+
+def model_info(model) -> tuple[str, Arch]:
+    """The ``(kind, arch)`` of a keras_skipae model, or a clear error for anything else."""
+    kind = getattr(model, "kind", None)
+    arch = getattr(model, "arch", None)
+    if kind not in KINDS or not isinstance(arch, Arch):
+        raise TypeError(
+            f"cannot export {type(model).__name__} {getattr(model, 'name', '')!r}: the exporter needs a "
+            "keras_skipae model (built with keras_skipae.build or loaded with keras_skipae.load), whose "
+            "`kind` and `arch` give the outputs and the input normalisation"
+        )
+    return kind, arch
+
+
+def is_float32(model) -> bool:
+    """True when every layer of ``model`` computes in float32 (no mixed precision)."""
+    return all(getattr(layer, "compute_dtype", "float32") == "float32" for layer in model.layers)
+
+
+def float32_model(model, *, dynamic_spatial: bool = False) -> keras.Model:
+    """A float32 copy of a keras_skipae ``model`` with the same weights.
+
+    Mixed-precision models are exported as float32 graphs; ``dynamic_spatial``
+    re-builds with ``input_shape=(None, None, channels)`` so the copy takes any
+    height and width (the convolutions' weights do not depend on them).
+
+    >>> twin = float32_model(ks.build("segmenter", "tiny"), dynamic_spatial=True)
+    """
+    kind, arch = model_info(model)
+    if dynamic_spatial:
+        arch = arch.replace(input_shape=(None, None, arch.channels))
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        twin = type(model)(arch=arch, name=model.name)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    for layer in twin.layers:
+        if not layer.weights:
+            continue
+        try:
+            source = model.get_layer(layer.name)
+        except ValueError as exc:
+            raise ExportError(f"layer {layer.name!r} of the re-built {kind} has no counterpart in {model.name!r}") from exc
+        layer.set_weights([np.asarray(w, dtype=np.float32) for w in source.get_weights()])
+    return twin
+
+
+def signature_spec(model) -> dict:
+    """Inputs and outputs of each serving signature, as dtype and shape (None = any size).
+
+    >>> signature_spec(ks.build("classifier", "tiny"))["serving_default"]["inputs"]
+    {'images': {'dtype': 'uint8', 'shape': [None, 32, 32, 3]}}
+    """
+    kind, arch = model_info(model)
+    h, w = (None, None) if kind == "segmenter" else tuple(arch.input_shape[:2])
+    c = arch.channels
+    spec = {}
+    for signature, dtype in ((SIGNATURE_PIXELS, "uint8"), (SIGNATURE_NORMALISED, "float32")):
+        if kind == "classifier":
+            outputs = {
+                "probabilities": {"dtype": "float32", "shape": [None, arch.num_classes]},
+                "class_id": {"dtype": "int32", "shape": [None]},
+            }
+        elif kind == "segmenter":
+            outputs = {
+                "logits": {"dtype": "float32", "shape": [None, h, w, arch.num_classes]},
+                "mask": {"dtype": mask_dtype(arch).name, "shape": [None, h, w]},
+            }
+        else:
+            outputs = {"reconstruction": {"dtype": "float32", "shape": [None, h, w, c]}}
+        spec[signature] = {"inputs": {INPUT_NAME: {"dtype": dtype, "shape": [None, h, w, c]}}, "outputs": outputs}
+    return spec
+
+
+def mask_dtype(arch: Arch) -> tf.DType:
+    """The segmenter's ``mask`` dtype: uint8 up to 256 classes, else int32."""
+    return tf.uint8 if arch.num_classes <= 256 else tf.int32
+
+
+def describe_input(signature: str, spec: dict) -> str:
+    """What ``signature`` expects, as every error about a bad input starts."""
+    inp = spec[signature]["inputs"][INPUT_NAME]
+    dims = ", ".join(["batch"] + ["any" if d is None else str(d) for d in inp["shape"][1:]])
+    what = "raw pixels 0..255" if signature == SIGNATURE_PIXELS else "normalised as (pixel * pixel_scale - mean) / std"
+    return f"signature {signature} expects {INPUT_NAME}: {inp['dtype']} [{dims}] ({what})"
+
+
+class ServingModule(tf.Module):
+    """The serving graph of a keras_skipae model: two ``tf.function`` signatures.
+
+    ``serving_default`` (uint8 pixels, normalised inside the graph) and
+    ``normalised`` (float32, as the Keras model takes). Both check the rank and
+    channel count (and, for ``normalised``, that values look normalised rather
+    than raw pixels) with ``tf.debugging`` asserts whose messages name the
+    expected signature. ``validate=False`` leaves the asserts out (ONNX has no
+    assert op).
+
+    >>> module = ServingModule(ks.build("classifier", "tiny"))
+    >>> module.write("models/classifier/1")      # a SavedModel with both signatures
+    """
+
+    def __init__(self, model, *, validate: bool = True):
+        super().__init__(name="keras_skipae_serving")
+        kind, arch = model_info(model)
+        self.kind = kind
+        self.validate = validate
+        self.spec = signature_spec(model)
+        self.model = float32_model(model, dynamic_spatial=kind == "segmenter")
+        self._scale = float(arch.pixel_scale)
+        self._mean = [float(m) for m in arch.channel_mean()]
+        self._std = [float(s) for s in arch.channel_std()]
+        self._mask_dtype = mask_dtype(arch)
+        low, high = arch.normalised_range()
+        span = high - low
+        # generous bounds: reject raw pixels sent as floats, accept noisy or augmented inputs
+        self._accept = (low - span, high + span)
+        shape = self.spec[SIGNATURE_PIXELS]["inputs"][INPUT_NAME]["shape"]
+        self.serving_default = tf.function(
+            self._serve_pixels, input_signature=[tf.TensorSpec(shape, tf.uint8, name=INPUT_NAME)]
+        )
+        self.normalised = tf.function(
+            self._serve_normalised, input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)]
+        )
+
+    def signatures(self) -> dict:
+        """``{signature name: tf.function}``."""
+        return {SIGNATURE_PIXELS: self.serving_default, SIGNATURE_NORMALISED: self.normalised}
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Write the SavedModel with :class:`keras.export.ExportArchive`.
+
+        The archive tracks the Keras variables so that the SavedModel also
+        loads in a TF1-style session, which is how TF Serving and
+        ``saved_model_cli run`` load it (a plain ``tf.saved_model.save`` of
+        this module loads in TF2 but not there).
+        """
+        archive = keras.export.ExportArchive()
+        archive.track(self.model)
+        for name, fn in self.signatures().items():
+            archive.add_endpoint(name, fn.python_function, input_signature=fn.input_signature)
+        archive.write_out(str(path), verbose=False)
+
+    def function(self, signature: str):
+        """The ``tf.function`` of ``signature`` (``serving_default`` or ``normalised``)."""
+        if signature not in SIGNATURES:
+            raise ValueError(f"unknown signature {signature!r}; the serving graph has {', '.join(SIGNATURES)}")
+        return self.serving_default if signature == SIGNATURE_PIXELS else self.normalised
+
+    # ---------------------------------------------------------------- graph
+    def _check(self, images, signature):
+        if not self.validate:
+            return images
+        expected = describe_input(signature, self.spec)
+        shape = self.spec[signature]["inputs"][INPUT_NAME]["shape"]
+        # TF Serving feeds tensors without checking them against the placeholder's static shape, and
+        # tf.rank or Grappler would fold a rank check into a constant from it: read the runtime shape,
+        # padded with -1 so that indexing never fails before the asserts can speak
+        dynamic = tf.concat([tf.raw_ops.Shape(input=images), tf.constant([-1, -1, -1, -1, -1])], axis=0)
+        rank_is_4 = tf.logical_and(dynamic[3] >= 0, dynamic[4] < 0)
+        checks = [tf.debugging.Assert(rank_is_4, [f"{expected}; got a tensor of another rank, shape:", tf.raw_ops.Shape(input=images)])]
+        with tf.control_dependencies(checks):  # dimensions are checked once the rank is right
+            for axis, name in ((1, "height"), (2, "width"), (3, "channel count")):
+                if shape[axis] is None:
+                    checks.append(
+                        tf.debugging.assert_positive(dynamic[axis], message=f"{expected}; got an empty {name} axis")
+                    )
+                else:
+                    checks.append(
+                        tf.debugging.assert_equal(
+                            dynamic[axis], shape[axis], message=f"{expected}; got a different {name}"
+                        )
+                    )
+        if signature == SIGNATURE_NORMALISED:
+            low, high = self._accept
+            message = (
+                f"{expected}; got values outside [{low:.4g}, {high:.4g}] or not finite: raw pixels "
+                f"go to signature {SIGNATURE_PIXELS} as uint8"
+            )
+            checks.append(tf.debugging.assert_greater_equal(tf.reduce_min(images), tf.constant(low, tf.float32), message=message))
+            checks.append(tf.debugging.assert_less_equal(tf.reduce_max(images), tf.constant(high, tf.float32), message=message))
+        with tf.control_dependencies([c for c in checks if c is not None]):
+            return tf.ensure_shape(images, shape)  # the static shape the model is traced with
+
+    def _serve_pixels(self, images):
+        images = self._check(images, SIGNATURE_PIXELS)
+        x = (tf.cast(images, tf.float32) * tf.constant(self._scale, tf.float32) - tf.constant(self._mean, tf.float32)) / tf.constant(
+            self._std, tf.float32
+        )
+        return self._outputs(x, pixel_units=True)
+
+    def _serve_normalised(self, images):
+        return self._outputs(self._check(images, SIGNATURE_NORMALISED), pixel_units=False)
+
+    def _outputs(self, x, pixel_units):
+        y = self.model(x, training=False)
+        if self.kind == "classifier":
+            return {"probabilities": y, "class_id": tf.argmax(y, axis=-1, output_type=tf.int32)}
+        if self.kind == "segmenter":
+            mask = tf.cast(tf.argmax(y, axis=-1, output_type=tf.int32), self._mask_dtype)
+            return {"logits": y, "mask": mask}
+        if pixel_units:
+            y = y * tf.constant(self._std, tf.float32) + tf.constant(self._mean, tf.float32)
+            y = tf.clip_by_value(y / tf.constant(self._scale, tf.float32), 0.0, 255.0)
+        return {"reconstruction": y}
