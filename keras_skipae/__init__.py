@@ -22,16 +22,33 @@ Example::
     ae.fit(images, images, epochs=5)            # images normalised to [0, 1]
     clf = ks.build("classifier", "tiny", encoder=ae, num_classes=10)
     print(clf.transfer_report)
+
+``import keras_skipae`` is light: the names that need Keras (and so
+TensorFlow) are imported on first use (PEP 562), so that ``skipae --help``
+answers at once and the ``skipae`` command can quiet TensorFlow's start-up
+logging before TensorFlow loads.
 """
 
+import importlib as _importlib
+import sys as _sys
+import types as _types
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from .arch import Arch
-from .factory import build
-from .models import encoder_model, unfreeze_encoder
 from .presets import presets
-from .saving import load
-from .transfer import TransferError, TransferReport, transfer
 
 __version__ = "0.1.0"
+
+# public name -> the submodule that defines it; imported on first access
+_LAZY = {
+    "build": ".factory",
+    "encoder_model": ".models",
+    "unfreeze_encoder": ".models",
+    "load": ".saving",
+    "TransferError": ".transfer",
+    "TransferReport": ".transfer",
+    "transfer": ".transfer",
+}
 
 __all__ = [
     "Arch",
@@ -45,3 +62,40 @@ __all__ = [
     "transfer",
     "unfreeze_encoder",
 ]
+
+if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
+    from .factory import build
+    from .models import encoder_model, unfreeze_encoder
+    from .saving import load
+    from .transfer import TransferError, TransferReport, transfer
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(n for n in set(globals()) | set(__all__) if n.startswith("__") or not n.startswith("_"))
+
+
+class _Package(_types.ModuleType):
+    """Keeps a public function when the import system records a submodule of the same name.
+
+    Importing ``keras_skipae.transfer`` (the module) sets the package attribute
+    ``transfer``; the public name is the function ``transfer``, so that
+    assignment is dropped and :func:`__getattr__` resolves the function.
+    """
+
+    def __setattr__(self, name, value):
+        if isinstance(value, _types.ModuleType) and name in _PUBLIC_FUNCTIONS_NAMED_LIKE_MODULES:
+            return
+        super().__setattr__(name, value)
+
+
+_PUBLIC_FUNCTIONS_NAMED_LIKE_MODULES = frozenset({"presets", "transfer"})
+_sys.modules[__name__].__class__ = _Package

@@ -1,21 +1,21 @@
 """The `skipae` command: a thin shell over the library's functions.
 
 Each sub-command calls the same function a user would call from Python. Errors
-reach the user as one line plus a hint; ``--debug`` shows the traceback.
+reach the user as one line plus a hint; ``--debug`` shows the traceback and
+TensorFlow's start-up logging, which is otherwise quiet (see
+:mod:`keras_skipae.tf_startup`). Nothing here imports TensorFlow: the commands
+import what they need when they run.
 """
 
 from __future__ import annotations
 
-import os
 import sys
+from typing import get_args
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+import click
 
-from typing import get_args  # noqa: E402
-
-import click  # noqa: E402
-
-from .arch import POOLINGS, PRECISIONS, STRATEGIES, TuneAlgorithm, TuneObjective  # noqa: E402
+from .arch import POOLINGS, PRECISIONS, STRATEGIES, TuneAlgorithm, TuneObjective
+from .tf_startup import quiet_tensorflow_startup
 
 
 class SkipAECommand(click.Group):
@@ -39,7 +39,8 @@ class SkipAECommand(click.Group):
 
 
 @click.group(cls=SkipAECommand, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.option("--debug", is_flag=True,
+              help="Show full tracebacks instead of one-line errors, and TensorFlow's start-up logging.")
 @click.version_option(package_name="keras_skipae")
 @click.pass_context
 def main(ctx, debug):
@@ -53,6 +54,8 @@ def main(ctx, debug):
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    if not debug:  # before any command imports TensorFlow; a TF_CPP_MIN_LOG_LEVEL of the user's wins
+        quiet_tensorflow_startup()
 
 
 @main.command()

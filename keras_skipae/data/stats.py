@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from ..progress import Progress
 from .info import DataError, info_of
 
 
@@ -12,7 +13,9 @@ def compute_stats(ds: tf.data.Dataset, *, pixel_scale: float = 1.0 / 255.0, limi
     """Per-channel ``(mean, std)`` of the images of ``ds`` in units of ``pixel * pixel_scale``.
 
     Computed once over the whole dataset (or its first ``limit`` examples) in
-    float64; record the result in the model's ``Arch.mean``/``Arch.std``.
+    float64; record the result in the model's ``Arch.mean``/``Arch.std``. A
+    pass that takes more than a few seconds shows a progress line
+    (:mod:`keras_skipae.progress`).
 
     Example::
 
@@ -30,7 +33,8 @@ def compute_stats(ds: tf.data.Dataset, *, pixel_scale: float = 1.0 / 255.0, limi
             raise DataError("compute_stats: the dataset holds no images")
         channels = int(first.shape[-1])
     # per-batch (or per-image, for differing sizes) sums reduced in the graph: no host sync per element
-    batched = images.batch(512) if shape[0] is not None and shape[1] is not None else images.map(lambda x: x[None])
+    same_size = shape[0] is not None and shape[1] is not None
+    batched = images.batch(512) if same_size else images.map(lambda x: x[None])
 
     def sums(batch):
         x = tf.cast(batch, tf.float64)
@@ -38,13 +42,30 @@ def compute_stats(ds: tf.data.Dataset, *, pixel_scale: float = 1.0 / 255.0, limi
             tf.reduce_sum(x, axis=[0, 1, 2]),
             tf.reduce_sum(tf.square(x), axis=[0, 1, 2]),
             tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.int64),
+            tf.cast(tf.shape(x)[0], tf.int64),
         )
 
-    def add(state, part):
-        return tuple(a + b for a, b in zip(state, part))
+    known = int(images.cardinality())
+    with Progress("computing statistics", total=known if known >= 0 else None, unit="images") as bar:
 
-    init = (tf.zeros([channels], tf.float64), tf.zeros([channels], tf.float64), tf.constant(0, tf.int64))
-    total, sq, count = batched.map(sums, num_parallel_calls=tf.data.AUTOTUNE).reduce(init, add)
+        def show(done):  # called from the graph; the bar redraws at most ten times a second
+            bar.update(int(done) - bar.count)
+            return done
+
+        def add(state, part):
+            state = tuple(a + b for a, b in zip(state, part))
+            if bar.mode != "live":
+                return state
+            done = state[3]
+            # a Python call every 512 images (one batch, or every 64th image of differing sizes)
+            due = tf.constant(True) if same_size else tf.equal(done % 64, 0)
+            done = tf.cond(due, lambda: tf.reshape(tf.py_function(show, [done], tf.int64), []), lambda: done)
+            return (*state[:3], done)
+
+        init = (tf.zeros([channels], tf.float64), tf.zeros([channels], tf.float64), tf.constant(0, tf.int64),
+                tf.constant(0, tf.int64))
+        total, sq, count, done = batched.map(sums, num_parallel_calls=tf.data.AUTOTUNE).reduce(init, add)
+        bar.update(int(done.numpy()) - bar.count)
     total, sq, count = total.numpy(), sq.numpy(), int(count.numpy())
     if not count:
         raise DataError("compute_stats: the dataset holds no images")

@@ -1,0 +1,122 @@
+"""A quiet TensorFlow start for the ``skipae`` command.
+
+When TensorFlow loads it writes C++ log lines to stderr: absl's "All log
+messages before absl::InitializeLog() is called are written to STDERR",
+oneDNN and CUDA notes ("Could not find cuda drivers on your machine"), and at
+the first operation on a machine without a GPU "failed call to cuInit:
+INTERNAL: CUDA error". None of them is a failure, but they come before
+anything of ours and a newcomer reads them as one.
+
+Two things quiet them, both before TensorFlow is imported:
+
+- ``TF_CPP_MIN_LOG_LEVEL=3`` silences TensorFlow's own C++ logging, the
+  cuInit error included (only FATAL remains; real failures still reach the
+  user as Python exceptions);
+- the lines absl writes before its initialisation ignore every setting, so
+  while ``tensorflow`` is being imported, file descriptor 2 is captured and
+  everything that is not such a log line (Python warnings, say) is written back.
+  If the import fails, everything captured is written back unfiltered.
+
+The command does this unless ``--debug`` is given or the user has set
+``TF_CPP_MIN_LOG_LEVEL`` (then TensorFlow logs as it would anyway). Importing
+``keras_skipae`` from Python changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.abc
+import importlib.util
+import os
+import re
+import sys
+import tempfile
+
+LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+QUIET_LEVEL = "3"
+
+# a glog/absl line: severity + MMDD, time (before absl is initialised: 00:00:<epoch seconds>), thread, file:line]
+_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+\s+\S+:\d+\]")
+_NOISE = (
+    re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"),
+    re.compile(r"^To enable the following instructions: .* rebuild TensorFlow"),  # cpu_feature_guard's 2nd line
+)
+
+
+def is_tensorflow_log_line(line: str) -> bool:
+    """Whether ``line`` is one of TensorFlow's (absl's) C++ log lines."""
+    line = line.rstrip("\r\n")
+    return bool(_LOG_LINE.match(line)) or any(p.match(line) for p in _NOISE)
+
+
+@contextlib.contextmanager
+def _stderr_without_tensorflow_logs():
+    """Capture file descriptor 2; on exit write back what is not a TensorFlow log line."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to quiet
+        yield
+        return
+    failed = True
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+            failed = False
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", "replace")
+            kept = text if failed else "".join(
+                line for line in text.splitlines(keepends=True) if not is_tensorflow_log_line(line))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` once and runs its import inside :func:`_stderr_without_tensorflow_logs`."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "tensorflow":
+            return None
+        uninstall_finder()
+        spec = importlib.util.find_spec(fullname)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_module = loader.exec_module
+
+        def quiet_exec_module(module):
+            with _stderr_without_tensorflow_logs():
+                exec_module(module)
+
+        loader.exec_module = quiet_exec_module
+        return spec
+
+
+_finder = _QuietTensorFlowImport()
+
+
+def uninstall_finder() -> None:
+    with contextlib.suppress(ValueError):
+        sys.meta_path.remove(_finder)
+
+
+def quiet_tensorflow_startup() -> bool:
+    """Quiet TensorFlow's start-up lines for this process (see the module doc); True if it did.
+
+    Does nothing when ``TF_CPP_MIN_LOG_LEVEL`` is set (the user's choice wins)
+    or TensorFlow is already imported (too late). Call it before anything
+    imports TensorFlow.
+    """
+    if LEVEL_VARIABLE in os.environ or "tensorflow" in sys.modules:
+        return False
+    os.environ[LEVEL_VARIABLE] = QUIET_LEVEL
+    if _finder not in sys.meta_path:
+        sys.meta_path.insert(0, _finder)
+    return True

@@ -1,0 +1,100 @@
+"""A quiet, fast start: `import keras_skipae` is light and `skipae` shows no TensorFlow start-up lines.
+
+TensorFlow's C++ start-up lines ("failed call to cuInit", absl's "All log
+messages before absl::InitializeLog()", oneDNN and CUDA notes) are silenced
+unless ``--debug`` is given or the user set ``TF_CPP_MIN_LOG_LEVEL``.
+"""
+
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+
+import keras_skipae as ks
+from keras_skipae.data.testing import write_folder_tree
+from keras_skipae.tf_startup import is_tensorflow_log_line
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return {**env, **extra}
+
+
+def _skipae(*args, env=None, timeout=300):
+    """``skipae ARGS`` in a fresh process (as the console script runs it); stdout and stderr in order."""
+    return subprocess.run([sys.executable, "-m", "keras_skipae.cli", *args], env=env or _env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+def _tensorflow_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines()
+            if is_tensorflow_log_line(line) or "cuInit" in line or "absl::" in line]
+
+
+def test_import_loads_neither_tensorflow_nor_the_heavy_optional_libraries():
+    code = ("import sys, keras_skipae; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'tf2onnx', 'keras_tuner', 'matplotlib', 'sklearn', "
+            "'tensorflow_datasets', 'onnxruntime') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]" and out.stderr == ""
+
+
+def test_public_names_resolve_on_first_use():
+    import keras_skipae.presets  # noqa: F401  submodules named like public functions do not shadow them
+    import keras_skipae.transfer  # noqa: F401
+    from keras_skipae import TransferReport, build, load, transfer
+
+    assert isinstance(ks.transfer, types.FunctionType) and ks.transfer is transfer
+    assert isinstance(ks.presets, types.FunctionType) and "tiny" in ks.presets()
+    assert build is ks.build and load is ks.load and TransferReport is ks.TransferReport
+    assert set(ks.__all__) <= set(dir(ks))
+    assert all(getattr(ks, name) is not None for name in ks.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        ks.nothing_here  # noqa: B018
+
+
+@pytest.mark.parametrize("args", [["presets"], ["quickstart", "--help"]])
+def test_commands_that_need_no_tensorflow_print_only_ours(args):
+    result = _skipae(*args, timeout=60)
+    assert result.returncode == 0, result.stdout
+    assert not _tensorflow_lines(result.stdout), result.stdout
+    assert result.stdout.splitlines()[0].startswith(("allconv-c", "Usage: "))
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return write_folder_tree(tmp_path_factory.mktemp("quiet") / "tree", {"train": 2}, as_zip=True)
+
+
+def test_skipae_starts_without_tensorflow_lines(tree):
+    """TensorFlow is imported and runs ops (statistics); nothing of its start-up reaches the user."""
+    result = _skipae("data", f"folder:{tree}", "--split", "train", "--stats")
+    assert result.returncode == 0, result.stdout
+    assert not _tensorflow_lines(result.stdout), result.stdout
+    assert result.stdout.splitlines()[0].startswith("source:")
+
+
+@pytest.mark.parametrize("how", ["--debug", "TF_CPP_MIN_LOG_LEVEL=0"])
+def test_debug_or_a_users_level_lets_tensorflow_log(tree, how):
+    if how == "--debug":
+        result = _skipae("--debug", "data", f"folder:{tree}", "--split", "train")
+    else:
+        result = _skipae("data", f"folder:{tree}", "--split", "train", env=_env(TF_CPP_MIN_LOG_LEVEL="0"))
+    assert result.returncode == 0, result.stdout
+    if not _tensorflow_lines(result.stdout):
+        pytest.skip("this TensorFlow build logs nothing at start-up on this machine")
+    assert "source:" in result.stdout
+
+
+def test_only_tensorflow_log_lines_are_filtered():
+    assert is_tensorflow_log_line(
+        "I0000 00:00:1796076382.027337   18116 port.cc:153] oneDNN custom operations are on.")
+    assert is_tensorflow_log_line(
+        "E0000 00:00:1796076397.404778   18374 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error")
+    assert is_tensorflow_log_line("W1122 12:34:56.789012 4242 cuda_dnn.cc:9342] Unable to register cuDNN factory\n")
+    assert is_tensorflow_log_line(
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR")
+    assert not is_tensorflow_log_line("/x/numpy/__init__.py:12: UserWarning: something worth reading")
+    assert not is_tensorflow_log_line("error: no such file or directory")
