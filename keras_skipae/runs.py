@@ -29,11 +29,14 @@ Export, probe, evaluation and the command line read runs through
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -43,6 +46,7 @@ RECIPE_FILE = "recipe.yaml"
 METRICS_FILE = "metrics.json"
 ENVIRONMENT_FILE = "environment.json"
 STAGE_FILE = "stage.json"
+LOCK_FILE = ".skipae.lock"
 HISTORY_FILE = "history.csv"
 MODEL_FILE = "model.keras"
 CHECKPOINTS_DIR = "checkpoints"
@@ -51,6 +55,14 @@ _EPOCH_FILE = re.compile(r"epoch_(\d+)\.keras$")
 
 class RunError(ValueError):
     """A run directory is missing, incomplete or not what was asked for; the message says which file."""
+
+
+class RunDirLocked(RunError):
+    """Another process is writing into this run directory."""
+
+
+# run directories this process holds the lock of: path -> open lock file (closed, and so released, at exit)
+_HELD_LOCKS: dict[str, Any] = {}
 
 
 def read_history(path: str | os.PathLike) -> dict:
@@ -268,6 +280,45 @@ class RunDir:
                 if cfg.get(k) is not None}
 
     # ---------------------------------------------------------------- writing
+    def lock(self, what: str = "run") -> bool:
+        """Become the one writer of this run directory until :meth:`unlock` or the end of this process.
+
+        An exclusive ``flock`` on ``RUN/.skipae.lock``, which the operating
+        system releases when the process ends, crash or ``kill -9`` included,
+        so a stale lock never blocks a rerun. A second process that asks while
+        the first holds it gets :class:`RunDirLocked` at once, naming that
+        process (pid and command line). Asking again in the same process is a
+        no-op that returns False (True: this call took the lock).
+        """
+        key = str(self.path.resolve())
+        if key in _HELD_LOCKS:
+            return False
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunDirLocked(
+                f"{self.path} is in use: {holder} is writing into it. Wait for it to finish (or stop it), "
+                f"or give this {what} another run directory"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} ({' '.join(sys.argv)[:300]})\n")
+        handle.flush()
+        _HELD_LOCKS[key] = handle
+        return True
+
+    def unlock(self) -> None:
+        """Give up this process's lock (it also goes when the process ends)."""
+        handle = _HELD_LOCKS.pop(str(self.path.resolve()), None)
+        if handle is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            handle.close()
+
     def write_recipe(self, recipe: dict) -> Path:
         return write_text_atomic(self.recipe_file, yaml.safe_dump(recipe, sort_keys=False))
 

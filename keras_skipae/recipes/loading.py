@@ -28,6 +28,37 @@ from ..data.locate import PROJECT_ROOT, resolve_source
 from .schema import RECIPE_TYPES, Recipe, RecipeError, apply_quick
 
 RECIPES_DIR = PROJECT_ROOT / "recipes"
+#: limits that keep a hostile recipe from taking the machine (a YAML "billion laughs" alias bomb);
+#: raise them with SKIPAE_MAX_RECIPE_BYTES / SKIPAE_MAX_RECIPE_ALIASES if a real recipe needs more
+MAX_RECIPE_BYTES = 1 << 20
+MAX_RECIPE_ALIASES = 200
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that counts alias references and stops past a limit."""
+
+    max_aliases = MAX_RECIPE_ALIASES
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > self.max_aliases:
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(f"more than {self.max_aliases} YAML alias references (*name) at line "
+                                     f"{mark.line + 1}; a recipe needs few (SKIPAE_MAX_RECIPE_ALIASES raises the limit)")
+        return super().compose_node(parent, index)
+
+
+def _limit(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise RecipeError(f"{name}={value!r}: expected a whole number") from None
 
 
 def find_recipe(name_or_path: str | os.PathLike) -> Path:
@@ -146,7 +177,8 @@ def format_errors(exc: ValidationError, origin: str, root: type[BaseModel] = Rec
         else:
             msg = err["msg"].removeprefix("Value error, ")
             if "input" in err and not isinstance(err["input"], dict):
-                msg += f" (got {err['input']!r})"
+                shown = repr(err["input"])
+                msg += f" (got {shown[:120] + '...' if len(shown) > 120 else shown})"
         lines.append(f"  {path}: {msg}" if loc else f"  {msg}")
     return f"invalid recipe {origin}:\n" + "\n".join(lines)
 
@@ -185,12 +217,29 @@ def validate(raw: Any, origin: str = "(dict)", check_paths: bool = True, *, kind
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
-    """A YAML file's content; a syntax error is a :class:`RecipeError` naming the file and line."""
+    """A YAML file's content; a syntax error is a :class:`RecipeError` naming the file and line.
+
+    Files over 1 MiB and documents with more than 200 alias references are
+    refused before they can take the machine's memory (see the limits above).
+    """
     path = Path(path)
+    max_bytes = _limit("SKIPAE_MAX_RECIPE_BYTES", MAX_RECIPE_BYTES)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise RecipeError(f"{path}: {size} bytes is larger than a recipe can be ({max_bytes} bytes; "
+                          "SKIPAE_MAX_RECIPE_BYTES raises the limit)")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not a text file ({exc.reason} at byte {exc.start})") from None
+    loader = _LimitedLoader(text)
+    loader.max_aliases = _limit("SKIPAE_MAX_RECIPE_ALIASES", MAX_RECIPE_ALIASES)
+    try:
+        return loader.get_single_data()
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML ({exc})") from None
+    finally:
+        loader.dispose()
 
 
 def load_recipe(name_or_path: str | os.PathLike, overrides: list[str] | tuple = (),

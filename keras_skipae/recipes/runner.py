@@ -273,6 +273,19 @@ def run(
     trainer = Trainer(strategy=t.strategy, mixed_precision=t.mixed_precision, jit_compile=t.jit_compile,
                       seed=recipe.seed, deterministic=t.deterministic, steps_per_execution=t.steps_per_execution)
     state = _Run(recipe, rundir, trainer, echo)
+    # workers of a multi-worker run write their own .workerN folders beside the chief, which holds the lock
+    took_lock = rundir.lock() if trainer.is_chief else False
+    try:
+        results = _run_stages(state, recipe, rundir, trainer, only, echo)
+    finally:
+        if took_lock:
+            rundir.unlock()
+    if recipe.summary:
+        echo(summary_table(results, recipe.summary))
+    return results
+
+
+def _run_stages(state: _Run, recipe: Recipe, rundir: RunDir, trainer: Trainer, only, echo) -> dict:
     results = rundir.results()
     recorded = check_recorded_recipe(recipe, rundir)
     if trainer.is_chief:
@@ -303,8 +316,6 @@ def run(
             rundir.write_results(results)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items())
         echo(f"[{name}] {result['kind']} on {result.get('evaluated_on')}: {shown}")
-    if recipe.summary:
-        echo(summary_table(results, recipe.summary))
     return results
 
 
