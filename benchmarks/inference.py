@@ -1,20 +1,23 @@
 """Inference speed of the three ways to run an exported keras_skipae model.
 
 For the ``allconv-c`` auto-encoder and classifier: the Keras model call, the
-loaded SavedModel signature (``tf.saved_model.load(...).signatures[...]``) and
-an ONNX Runtime session on the tf2onnx export. All three run the same float32
-graph on the same normalised input (the ``normalised`` signature), so the
-numbers compare runtimes, not pre-processing. Reported per runtime: batch-1
-median latency over ``--calls`` timed calls after warm-up, and batch-64
-throughput in images per second, with ratios to the Keras call. The runtimes
-take turns call by call, so a busy machine slows all three alike (the ratios
-hold up better than the absolute figures).
+loaded SavedModel signature (``tf.saved_model.load(...).signatures[...]``), an
+ONNX Runtime session on the tf2onnx export, and the LiteRT interpreter
+(ai-edge-litert) on the ``.tflite`` export, float32 and with dynamic-range int8
+weights (``quantize="dynamic_int8"``). All run the same graph on the same
+normalised input (the ``normalised`` signature), so the numbers compare
+runtimes, not pre-processing. Reported per runtime: batch-1 median latency over
+``--calls`` timed calls after warm-up, and batch-64 throughput in images per
+second, with ratios to the Keras call. The runtimes take turns call by call, so
+a busy machine slows all of them alike (the ratios hold up better than the
+absolute figures). The LiteRT interpreter gets ``--threads`` threads, or one
+per CPU (ONNX Runtime's default is one per physical core).
 
 Targets on a 2-core CPU: ONNX batch-1 latency at most 0.75x the SavedModel's,
 and SavedModel batch-64 throughput within 5% of the best of the three.
 
     python benchmarks/inference.py                # 400 calls, 12 batches: about 2 minutes on 2 quiet cores
-    python benchmarks/inference.py --quick        # 200 calls, 8 batches: about 1 minute
+    python benchmarks/inference.py --quick        # 200 calls, 8 batches: about 1.5 minutes
     python benchmarks/inference.py --investigate  # adds ORT thread/spinning/optimisation variants, XLA
     python benchmarks/inference.py --json results.json
 """
@@ -93,7 +96,7 @@ def ort_session(path: Path, threads: int | None, level: str = "ALL", spinning: b
 
 
 def runtimes(kind: str, workdir: Path, threads: int | None, investigate: bool = False) -> dict:
-    """name -> callable(x) for the Keras model, the SavedModel signature and the ORT session.
+    """name -> callable(x) for the Keras model, the SavedModel signature, the ORT session and LiteRT.
 
     With ``investigate``, variants too: ORT with 1 or 2 threads, without
     spinning, with basic graph optimisations only; the SavedModel's restored
@@ -105,10 +108,18 @@ def runtimes(kind: str, workdir: Path, threads: int | None, investigate: bool = 
     loaded = tf.saved_model.load(str(saved.path))
     signature = loaded.signatures[SIGNATURE]
     session = ort_session(onnx_result.path, threads)
+    litert_float = export.litert(model, workdir / "litert" / f"{kind}.tflite", signature=SIGNATURE, seed=0)
+    litert_int8 = export.litert(model, workdir / "litert" / f"{kind}_int8.tflite", signature=SIGNATURE, quantize="dynamic_int8", seed=0)
+    print(f"  {kind}: LiteRT dynamic_int8 vs Keras: " + "; ".join(m.describe() for m in litert_int8.accuracy_change.measures),
+          file=sys.stderr)
+    litert_threads = threads or os.cpu_count()
+    litert_sessions = {name: export.LiteRTSession(r.path, num_threads=litert_threads)
+                       for name, r in (("litert", litert_float), ("litert int8", litert_int8))}
     calls = {
         "keras": lambda x: model(x, training=False),
         "savedmodel": lambda x: signature(images=tf.constant(x)),
         "onnxruntime": lambda x: session.run(None, {"images": x}),
+        **{name: (lambda x, s=s: s.run(x)) for name, s in litert_sessions.items()},
     }
     if investigate:
         variants = {
@@ -139,7 +150,7 @@ def bench(kind: str, workdir: Path, args) -> list:
     for name in calls:
         row = {"model": kind, "runtime": name, **latency[name], "images_per_s": rates[name]}
         rows.append(row)
-        print(f"  {kind:12s} {name:12s} {row['median_ms']:7.2f} ms   {row['images_per_s']:8.0f} img/s", file=sys.stderr)
+        print(f"  {kind:12s} {name:14s} {row['median_ms']:7.2f} ms   {row['images_per_s']:8.0f} img/s", file=sys.stderr)
     keras_row = rows[0]
     for row in rows:
         row["latency_vs_keras"] = row["median_ms"] / keras_row["median_ms"]
@@ -175,11 +186,12 @@ def table(rows: list) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 batch-1 calls and 8 batches of 64 (about 1 minute)")
+    parser.add_argument("--quick", action="store_true", help="200 batch-1 calls and 8 batches of 64 (about 1.5 minutes)")
     parser.add_argument("--calls", type=int, default=None, help="timed batch-1 calls (at least 200; default 400)")
     parser.add_argument("--batches", type=int, default=None, help="timed batches of 64 (default 12)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed calls before timing")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: ORT's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="ONNX Runtime intra-op threads and LiteRT threads (default: ORT's choice; one per CPU for LiteRT)")
     parser.add_argument("--kinds", default="autoencoder,classifier", help="comma-separated model kinds")
     parser.add_argument("--investigate", action="store_true",
                         help="add rows for ORT thread/spinning/optimisation variants, the SavedModel function, XLA")
@@ -190,7 +202,10 @@ def main(argv=None) -> int:
     if args.calls < 200:
         parser.error("--calls must be at least 200 for a stable median")
 
-    print(f"tensorflow {tf.__version__}, onnxruntime {ort.__version__}, {os.cpu_count()} CPUs", file=sys.stderr)
+    from importlib.metadata import version
+
+    print(f"tensorflow {tf.__version__}, onnxruntime {ort.__version__}, ai-edge-litert {version('ai-edge-litert')}, "
+          f"{os.cpu_count()} CPUs", file=sys.stderr)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds.split(","):

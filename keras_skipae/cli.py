@@ -171,9 +171,9 @@ def quickstart(overrides, run_dir):
 @main.command("export")
 @click.argument("source", type=click.Path(exists=True))
 @click.option("--format", "formats", default="savedmodel,onnx", show_default=True,
-              help="Comma-separated: savedmodel (TF Serving layout), onnx (tf2onnx).")
+              help="Comma-separated: savedmodel (TF Serving layout), onnx (tf2onnx), litert (.tflite).")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Writes OUT/savedmodel/NAME/VERSION/ and OUT/onnx/NAME/VERSION/model.onnx.")
+              help="Writes OUT/savedmodel/NAME/VERSION/, OUT/onnx/NAME/VERSION/model.onnx, OUT/litert/NAME/VERSION/model.tflite.")
 @click.option("--stage", default=None, help="Which stage of a run directory (default: the last in metrics.json).")
 @click.option("--name", default=None, help="Served model name (default: the model's kind).")
 @click.option("--version", type=click.IntRange(min=1), default=None, help="Version number (default: the next free one).")
@@ -188,6 +188,7 @@ def export_cmd(source, formats, out, stage, name, version, opset, samples, overw
     Examples:
       skipae export runs/quickstart --out exported
       skipae export runs/cifar10 --stage pretrain --format onnx --out exported
+      skipae export runs/cifar10 --format litert --out exported
       skipae export model.keras --format savedmodel --out models --name cifar10 --samples images/
     Every export is loaded back and compared with the Keras model; a mismatch
     fails the export with the figures and writes nothing.
@@ -201,7 +202,7 @@ def export_cmd(source, formats, out, stage, name, version, opset, samples, overw
     )
     for result in results:
         click.echo(str(result))
-        click.echo(result.parity.summary())
+        click.echo(result.summary())
         click.echo(f"report: {result.report_path}")
 
 

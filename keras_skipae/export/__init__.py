@@ -1,6 +1,6 @@
 """Export keras_skipae models for serving, and prove the export computes what the model computes.
 
-Two formats, one serving graph (:mod:`.serving`):
+Three formats, one serving graph (:mod:`.serving`):
 
 - :func:`saved_model` writes TF Serving's layout ``base_dir/<name>/<version>/``
   with two signatures. ``serving_default`` takes raw ``uint8`` pixels
@@ -11,6 +11,10 @@ Two formats, one serving graph (:mod:`.serving`):
 - :func:`onnx` converts the same graph with tf2onnx (in-process), with a
   dynamic batch axis (and dynamic height and width for the segmenter), and
   checks it with ``onnx.checker``.
+- :func:`litert` converts the same graph with ``tf.lite.TFLiteConverter`` to a
+  ``.tflite`` file (fixed height and width, dynamic batch), verified by the
+  ai-edge-litert interpreter; ``quantize="dynamic_int8"`` stores int8 weights
+  and reports the accuracy change instead of parity.
 
 Outputs are named for what they are: classifier ``probabilities`` and
 ``class_id``; segmenter ``logits`` and ``mask`` (the per-pixel argmax);
@@ -18,12 +22,12 @@ auto-encoder ``reconstruction`` (pixel units 0..255 from ``serving_default``,
 normalised units from ``normalised``).
 
 Every export is verified before it is moved into place (:mod:`.parity`): the
-artefact is loaded back (``tf.saved_model.load`` / an onnxruntime session) and
-run on fresh random images and on ``sample_images`` when given;
-probabilities, logits and reconstructions must agree with the Keras model to
-:data:`FLOAT_TOLERANCE` (in the model's output units) and labels to
-:data:`LABEL_AGREEMENT`, or the export fails with the figures
-(:class:`ParityError`). The report is written next to the artefact. Writes are
+artefact is loaded back (``tf.saved_model.load``, a TF1 session, an onnxruntime
+session or the LiteRT interpreter) and run on fresh random images and on
+``sample_images`` when given; probabilities, logits and reconstructions must
+agree with the Keras model to :data:`FLOAT_TOLERANCE` (in the model's output
+units) and labels to :data:`LABEL_AGREEMENT`, or the export fails with the
+figures (:class:`ParityError`). The report is written next to the artefact. Writes are
 atomic (:mod:`.staging`): each artefact is built and verified under a hidden
 name beside its destination and renamed into place only once it passed
 (:func:`export_model` renames its formats only once all of them passed), so a
@@ -36,7 +40,9 @@ float32 with its weights.
 Modules: ``reports`` (errors, parity figures, results, the report JSON),
 ``serving`` (the serving graph), ``parity`` (reference outputs and the parity
 runner), ``staging`` (versioned layout, the atomic commit), ``savedmodel``,
-``onnx_export``, ``multiformat`` (:func:`export_model`).
+``onnx_export``, ``litert_export``, ``multiformat`` (:func:`export_model`). The
+format modules are not named after their functions (``onnx``, ``litert``) so
+that ``keras_skipae.export.onnx`` is always the function.
 
 Example::
 
@@ -47,9 +53,11 @@ Example::
     result = export.saved_model(clf, "serving/models")       # serving/models/classifier/1/
     print(result.parity.summary())
     export.onnx(clf, "serving/classifier.onnx")
+    export.litert(clf, "serving/litert")                      # serving/litert/classifier/1/model.tflite
 """
 
-from .multiformat import FORMATS, export_model
+from .litert_export import QUANTIZE_MODES, LiteRTSession, litert, litert_input_size, litert_report_path
+from .multiformat import DEFAULT_FORMATS, FORMATS, export_model
 from .onnx_export import DEFAULT_OPSET, onnx, onnx_report_path
 from .parity import (
     PARITY_BATCH,
@@ -64,6 +72,8 @@ from .reports import (
     FLOAT_TOLERANCE,
     LABEL_AGREEMENT,
     REPORT_NAME,
+    AccuracyChange,
+    ChangeMeasure,
     ExportError,
     ExportResult,
     ParityCheck,
@@ -88,6 +98,7 @@ from .serving import (
 from .staging import next_version
 
 __all__ = [
+    "DEFAULT_FORMATS",
     "DEFAULT_OPSET",
     "FLOAT_TOLERANCE",
     "FORMATS",
@@ -97,12 +108,16 @@ __all__ = [
     "LABEL_OUTPUTS",
     "OUTPUTS",
     "PARITY_BATCH",
+    "QUANTIZE_MODES",
     "REPORT_NAME",
     "SIGNATURES",
     "SIGNATURE_NORMALISED",
     "SIGNATURE_PIXELS",
+    "AccuracyChange",
+    "ChangeMeasure",
     "ExportError",
     "ExportResult",
+    "LiteRTSession",
     "ParityCheck",
     "ParityError",
     "ParityReport",
@@ -113,6 +128,9 @@ __all__ = [
     "export_model",
     "float32_model",
     "is_float32",
+    "litert",
+    "litert_input_size",
+    "litert_report_path",
     "load_sample_images",
     "model_info",
     "next_version",

@@ -16,13 +16,16 @@ import keras
 import numpy as np
 
 from ..saving import load
+from .litert_export import MODEL_FILE as LITERT_FILE
+from .litert_export import QUANTIZE_MODES, litert_input_size, litert_report_path, litert_samples, stage_litert
 from .onnx_export import DEFAULT_OPSET, onnx_report_path, stage_onnx
 from .parity import prepare_samples
 from .savedmodel import stage_saved_model
 from .serving import SIGNATURE_PIXELS, model_info, signature_spec
 from .staging import Staging, check_name, check_version, next_version, refuse_existing
 
-FORMATS = ("savedmodel", "onnx")
+FORMATS = ("savedmodel", "onnx", "litert")
+DEFAULT_FORMATS = ("savedmodel", "onnx")
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ def _model_path(target: str | os.PathLike, stage: str | None) -> Path:
 def export_model(
     source: str | os.PathLike | keras.Model,
     out: str | os.PathLike,
-    formats: Sequence[str] = FORMATS,
+    formats: Sequence[str] = DEFAULT_FORMATS,
     *,
     stage: str | None = None,
     name: str | None = None,
@@ -45,16 +48,21 @@ def export_model(
     opset: int = DEFAULT_OPSET,
     overwrite: bool = False,
     sample_images: np.ndarray | None = None,
+    input_size: tuple | None = None,
+    quantize: str | None = None,
 ) -> list:
     """Export a model, a ``.keras`` file or a run directory's stage in each of ``formats``.
 
     A run directory (``metrics.json`` listing its stages) resolves to its last
     stage, or to ``stage``.
 
-    Layout (same version number for both formats)::
+    Layout (same version number for every format)::
 
-        OUT/savedmodel/<name>/<version>/          TF Serving's model base path is OUT/savedmodel/<name>
-        OUT/onnx/<name>/<version>/model.onnx      (and model.export_report.json)
+        OUT/savedmodel/<name>/<version>/            TF Serving's model base path is OUT/savedmodel/<name>
+        OUT/onnx/<name>/<version>/model.onnx        (and model.export_report.json)
+        OUT/litert/<name>/<version>/model.tflite    (and model.export_report.json); only when asked for
+
+    ``input_size`` and ``quantize`` apply to LiteRT (see :func:`litert`).
 
     Every format is built and verified before any is moved into place: when
     one fails (a :class:`ParityError`, say), no version of any format is
@@ -64,7 +72,10 @@ def export_model(
     """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
-        raise ValueError(f"unknown export format(s) {unknown or formats}; choose from {', '.join(FORMATS)}")
+        hint = " (TFLite is 'litert')" if "tflite" in unknown else ""
+        raise ValueError(f"unknown export format(s) {unknown or formats}; choose from {', '.join(FORMATS)}{hint}")
+    if quantize is not None and (quantize not in QUANTIZE_MODES or "litert" not in formats):
+        raise ValueError(f"quantize={quantize!r}: LiteRT's {', '.join(QUANTIZE_MODES)}, with the litert format")
     if isinstance(source, keras.Model):
         model = source
     else:
@@ -82,6 +93,9 @@ def export_model(
     for final in finals.values():
         refuse_existing(final, overwrite)
     samples = prepare_samples(sample_images, signature_spec(model))
+    if "litert" in formats:
+        litert_size = litert_input_size(model, input_size)
+        litert_images = litert_samples(model, sample_images, litert_size)
     # every format is built and verified beside its destination first; only when all passed are they
     # renamed into place, together (a failure anywhere leaves no new version of any format)
     results = []
@@ -91,15 +105,22 @@ def export_model(
             tmp = staging.stage(final)
             if fmt == "savedmodel":
                 results.append(stage_saved_model(model, tmp, final, name, version, samples, None))
-            else:
-                tmp.mkdir()
+                continue
+            tmp.mkdir()
+            if fmt == "onnx":
                 model_file = final / "model.onnx"
                 result = stage_onnx(
                     model, tmp / model_file.name, tmp / onnx_report_path(model_file).name, model_file,
                     opset, SIGNATURE_PIXELS, samples, None, ("CPUExecutionProvider",),
                 )
-                result.version, result.name = version, name
-                results.append(result)
+            else:
+                model_file = final / LITERT_FILE
+                result = stage_litert(
+                    model, tmp / model_file.name, tmp / litert_report_path(model_file).name, model_file,
+                    SIGNATURE_PIXELS, litert_size, quantize, litert_images, None,
+                )
+            result.version, result.name = version, name
+            results.append(result)
         staging.commit()
     for result in results:
         log.info("exported %s to %s", result.kind, result.path)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..atomic import write_json_atomic
 from .parity import ParityRunner, prepare_samples
-from .reports import REPORT_NAME, ExportError, ExportResult, ParityError, export_report
+from .reports import ExportError, ExportResult, ParityError, export_report, report_beside
 from .serving import INPUT_NAME, SIGNATURE_PIXELS, SIGNATURES, ServingModule, model_info, signature_spec
 from .staging import Staging, refuse_existing
 
@@ -26,8 +26,7 @@ _ORT_TYPES = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(int3
 
 def onnx_report_path(path: str | os.PathLike) -> Path:
     """Where :func:`onnx` writes the report of ``path``: ``model.onnx`` -> ``model.export_report.json``."""
-    path = Path(path)
-    return path.with_name(path.stem + "." + REPORT_NAME)
+    return report_beside(path)
 
 
 def onnx(

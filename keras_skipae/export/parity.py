@@ -30,7 +30,15 @@ import tensorflow as tf
 
 from ..arch import Arch
 from ..progress import Progress
-from .reports import FLOAT_TOLERANCE, LABEL_AGREEMENT, ParityCheck, ParityReport
+from .reports import (
+    FLOAT_TOLERANCE,
+    LABEL_AGREEMENT,
+    AccuracyChange,
+    ChangeMeasure,
+    ExportError,
+    ParityCheck,
+    ParityReport,
+)
 from .serving import (
     INPUT_NAME,
     LABEL_OUTPUTS,
@@ -137,14 +145,17 @@ class ParityRunner:
 
     A mixed-precision model is compared through its float32 twin (what the
     graph computes); the segmenter at sizes other than its own through a twin
-    that takes any size. Used as a context manager, it shows one progress
-    line for the whole check when that takes more than a couple of seconds.
+    that takes any size. ``input_size=(height, width)``: the artefact takes
+    only that size (LiteRT), so every input set has it. Used as a context
+    manager, it shows one progress line for the whole check when that takes
+    more than a couple of seconds.
     """
 
-    def __init__(self, model, fmt: str, artefact: str, seed: int | None = None):
+    def __init__(self, model, fmt: str, artefact: str, seed: int | None = None, *, input_size: tuple | None = None):
         kind, arch = model_info(model)
         self.kind, self.arch = kind, arch
-        self.spec = signature_spec(model)
+        self.input_size = tuple(input_size) if input_size is not None else None
+        self.spec = signature_spec(model, input_size)
         mixed = not is_float32(model)
         self.native = float32_model(model) if mixed else model
         self.dynamic = float32_model(model, dynamic_spatial=True) if kind == "segmenter" else None
@@ -164,10 +175,10 @@ class ParityRunner:
 
     def input_sets(self, signature: str, sample_images) -> list:
         """(label, images, reference model) triples: random at the native size, odd sizes, samples."""
-        h, w = self.arch.input_shape[:2]
+        h, w = self.input_size or self.arch.input_shape[:2]
         c = self.arch.channels
         sizes = [(h or 32, w or 32)]
-        if self.kind == "segmenter":
+        if self.kind == "segmenter" and self.input_size is None:
             stride = self.arch.total_stride
             sizes.append((sizes[0][0] + stride + 1, sizes[0][1] + 2 * stride - 1))  # not a multiple of the stride
         sets = []
@@ -199,6 +210,44 @@ class ParityRunner:
                 self.report.checks.append(check)
             self.progress.update()
 
+    def measure(self, signature: str, call: Callable[[np.ndarray], dict], sample_images, runtime: str,
+                quantize: str) -> AccuracyChange:
+        """How far ``call`` (a quantized artefact) moves from the Keras model on every input set.
+
+        Labels: the share that agree; scores: the largest and the mean absolute
+        difference, in the output's units. Raises :class:`ExportError` when
+        either side produces a non-finite value.
+        """
+        change = AccuracyChange(self.report.format, self.report.artefact, self.report.reference, quantize, signature,
+                                seed=self.seed, runtime=runtime)
+        for label, images, model in self.input_sets(signature, sample_images):
+            got = call(images)
+            want = reference_outputs(model, signature, images)
+            for output in OUTPUTS[self.kind]:
+                if output not in got:
+                    raise ExportError(f"the {quantize} {self.report.format} export has no output {output!r}")
+                value, ref = np.asarray(got[output]), want[output]
+                if value.shape != ref.shape:
+                    raise ExportError(
+                        f"the {quantize} {self.report.format} export's {output} has shape {value.shape} on {label}, "
+                        f"the Keras model's {ref.shape}"
+                    )
+                if output in LABEL_OUTPUTS:
+                    change.measures.append(ChangeMeasure(output, label, "agreement", float((value == ref).mean())))
+                    continue
+                for side, array in (("export", value), ("Keras model", ref)):
+                    if not np.isfinite(array).all():
+                        raise ExportError(
+                            f"the {quantize} {self.report.format} {self.kind} produces non-finite {output} on {label} "
+                            f"({side}); refusing to write it to {self.report.artefact}"
+                        )
+                diff = np.abs(value.astype(np.float64) - ref.astype(np.float64))
+                units = _units(output, signature)
+                change.measures.append(ChangeMeasure(output, label, "max_abs_diff", float(diff.max()), units))
+                change.measures.append(ChangeMeasure(output, label, "mean_abs_diff", float(diff.mean()), units))
+            self.progress.update()
+        return change
+
     def _compare(self, signature, label, output, got, want) -> ParityCheck:
         ref = want[output]
         if got.shape != ref.shape:
@@ -220,6 +269,12 @@ class ParityRunner:
         value = float(diff.max()) if diff.size else 0.0
         passed = bool(np.isfinite(got).all()) and value <= FLOAT_TOLERANCE
         return ParityCheck(signature, label, output, "max_abs_diff", value, FLOAT_TOLERANCE, passed, note)
+
+
+def _units(output: str, signature: str) -> str:
+    if output == "reconstruction":
+        return "pixel levels (0..255)" if signature == SIGNATURE_PIXELS else "normalised units"
+    return {"probabilities": "probability", "logits": "logit"}.get(output, "")
 
 
 class serving_session:

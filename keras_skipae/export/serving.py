@@ -55,17 +55,20 @@ def is_float32(model) -> bool:
     return all(getattr(layer, "compute_dtype", "float32") == "float32" for layer in model.layers)
 
 
-def float32_model(model, *, dynamic_spatial: bool = False) -> keras.Model:
+def float32_model(model, *, dynamic_spatial: bool = False, input_size: tuple | None = None) -> keras.Model:
     """A float32 copy of a keras_skipae ``model`` with the same weights.
 
     Mixed-precision models are exported as float32 graphs; ``dynamic_spatial``
     re-builds with ``input_shape=(None, None, channels)`` so the copy takes any
-    height and width (the convolutions' weights do not depend on them).
+    height and width (the convolutions' weights do not depend on them);
+    ``input_size=(height, width)`` re-builds it for that one size.
 
     >>> twin = float32_model(ks.build("segmenter", "tiny"), dynamic_spatial=True)
     """
     kind, arch = model_info(model)
-    if dynamic_spatial:
+    if input_size is not None:
+        arch = arch.replace(input_shape=(*input_size, arch.channels))
+    elif dynamic_spatial:
         arch = arch.replace(input_shape=(None, None, arch.channels))
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
@@ -84,14 +87,20 @@ def float32_model(model, *, dynamic_spatial: bool = False) -> keras.Model:
     return twin
 
 
-def signature_spec(model) -> dict:
+def signature_spec(model, input_size: tuple | None = None) -> dict:
     """Inputs and outputs of each serving signature, as dtype and shape (None = any size).
+
+    The segmenter takes any height and width, unless ``input_size=(height,
+    width)`` fixes them (as LiteRT needs).
 
     >>> signature_spec(ks.build("classifier", "tiny"))["serving_default"]["inputs"]
     {'images': {'dtype': 'uint8', 'shape': [None, 32, 32, 3]}}
     """
     kind, arch = model_info(model)
-    h, w = (None, None) if kind == "segmenter" else tuple(arch.input_shape[:2])
+    if input_size is not None:
+        h, w = (int(d) for d in input_size)
+    else:
+        h, w = (None, None) if kind == "segmenter" else tuple(arch.input_shape[:2])
     c = arch.channels
     spec = {}
     for signature, dtype in ((SIGNATURE_PIXELS, "uint8"), (SIGNATURE_NORMALISED, "float32")):
@@ -131,20 +140,21 @@ class ServingModule(tf.Module):
     ``normalised`` (float32, as the Keras model takes). Both check the rank and
     channel count (and, for ``normalised``, that values look normalised rather
     than raw pixels) with ``tf.debugging`` asserts whose messages name the
-    expected signature. ``validate=False`` leaves the asserts out (ONNX has no
-    assert op).
+    expected signature. ``validate=False`` leaves the asserts out (ONNX and
+    LiteRT have no assert op). ``input_size=(height, width)`` fixes the
+    spatial size of the graph (LiteRT's needs it; see :func:`signature_spec`).
 
     >>> module = ServingModule(ks.build("classifier", "tiny"))
     >>> module.write("models/classifier/1")      # a SavedModel with both signatures
     """
 
-    def __init__(self, model, *, validate: bool = True):
+    def __init__(self, model, *, validate: bool = True, input_size: tuple | None = None):
         super().__init__(name="keras_skipae_serving")
         kind, arch = model_info(model)
         self.kind = kind
         self.validate = validate
-        self.spec = signature_spec(model)
-        self.model = float32_model(model, dynamic_spatial=kind == "segmenter")
+        self.spec = signature_spec(model, input_size)
+        self.model = float32_model(model, dynamic_spatial=kind == "segmenter", input_size=input_size)
         self._scale = float(arch.pixel_scale)
         self._mean = [float(m) for m in arch.channel_mean()]
         self._std = [float(s) for s in arch.channel_std()]
