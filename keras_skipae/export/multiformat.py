@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ..runs import resolve_model
 from ..saving import load
 from .litert_export import MODEL_FILE as LITERT_FILE
 from .litert_export import QUANTIZE_MODES, litert_input_size, litert_report_path, litert_samples, stage_litert
@@ -32,8 +33,6 @@ log = logging.getLogger(__name__)
 
 def _model_path(target: str | os.PathLike, stage: str | None) -> Path:
     """The ``.keras`` file of ``target``: itself, or a run directory's last stage or ``stage``."""
-    from ..recipes import resolve_model  # -> keras_skipae.runs.resolve_model
-
     return resolve_model(target, stage)
 
 

@@ -22,19 +22,17 @@ import numpy as np
 import tensorflow as tf
 
 from ..arch import Arch
+from ..kinds import KINDS as REGISTRY
 from .reports import ExportError
 
-KINDS = ("autoencoder", "classifier", "segmenter")
+KINDS = tuple(REGISTRY)
 SIGNATURE_PIXELS = "serving_default"
 SIGNATURE_NORMALISED = "normalised"
 SIGNATURES = (SIGNATURE_PIXELS, SIGNATURE_NORMALISED)
 INPUT_NAME = "images"
-OUTPUTS = {
-    "autoencoder": ("reconstruction",),
-    "classifier": ("probabilities", "class_id"),
-    "segmenter": ("logits", "mask"),
-}
-LABEL_OUTPUTS = {"class_id": "probabilities", "mask": "logits"}  # label -> the scores it is the argmax of
+OUTPUTS = {name: spec.serving_outputs for name, spec in REGISTRY.items()}
+# label -> the scores it is the argmax of
+LABEL_OUTPUTS = {label: scores for spec in REGISTRY.values() for label, scores in spec.label_outputs.items()}
 
 
 def model_info(model) -> tuple[str, Arch]:
