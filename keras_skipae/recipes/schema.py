@@ -259,21 +259,6 @@ class Recipe(Strict):
 
 
 # ------------------------------------------------------------ study and tune recipes
-class GridRecipe(Strict):
-    """Base of study and tune recipes. ``quick``: per-section overrides for a smoke run (``--quick``)."""
-
-    name: str = "analysis"
-    quick: dict = Field(default_factory=dict)
-
-    def quick_version(self):
-        """This recipe with its ``quick`` overrides merged into each named section."""
-        sections = [k for k in type(self).model_fields if k not in ("name", "quick", "kind")]
-        unknown = [k for k in self.quick if k not in sections]
-        if unknown:
-            raise RecipeError(f"quick.{unknown[0]}: quick may override the sections {', '.join(sections)}")
-        return type(self).model_validate(apply_quick(self.model_dump(), f"recipe {self.name!r}"))
-
-
 class StudyData(Strict):
     """Where the images come from and how many of each role."""
 
@@ -285,6 +270,25 @@ class StudyData(Strict):
     labels_per_class: Count = Field(100, gt=0, description="labelled images per class that fit the probe")
     heldout_images: Count = Field(2000, gt=0, description="held-out images that score everything")
     seed: Count = 0
+
+
+class GridRecipe(Strict):
+    """Base of study and tune recipes. ``quick``: per-section overrides for a smoke run (``--quick``)."""
+
+    name: str = Field("analysis", pattern=NAME_PATTERN)
+    quick: dict = Field(default_factory=dict)
+    data: StudyData = Field(default_factory=StudyData)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+
+    _name = field_validator("name")(check_name)
+
+    def quick_version(self):
+        """This recipe with its ``quick`` overrides merged into each named section."""
+        sections = [k for k in type(self).model_fields if k not in ("name", "quick", "kind")]
+        unknown = [k for k in self.quick if k not in sections]
+        if unknown:
+            raise RecipeError(f"quick.{unknown[0]}: quick may override the sections {', '.join(sections)}")
+        return type(self).model_validate(apply_quick(self.model_dump(), f"recipe {self.name!r}"))
 
 
 class StudyCorruption(Strict):
@@ -330,9 +334,6 @@ class StudyConfig(GridRecipe):
 
     kind: Literal["study"] = "study"
     name: str = Field("study", pattern=NAME_PATTERN)
-    _name = field_validator("name")(check_name)
-    data: StudyData = Field(default_factory=StudyData)
-    model: ModelConfig = Field(default_factory=ModelConfig)
     grid: StudyGrid = Field(default_factory=StudyGrid)
     train: StudyTrain = Field(default_factory=StudyTrain)
     probe: StudyProbe = Field(default_factory=StudyProbe)
@@ -391,9 +392,6 @@ class TuneConfig(GridRecipe):
 
     kind: Literal["tune"] = "tune"
     name: str = Field("tune", pattern=NAME_PATTERN)
-    _name = field_validator("name")(check_name)
-    data: StudyData = Field(default_factory=StudyData)
-    model: ModelConfig = Field(default_factory=ModelConfig)
     # required: a recipe that names no search space or tuner settings is a mistake, not a default search
     space: SearchSpace
     tuner: TunerSettings
