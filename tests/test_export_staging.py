@@ -1,15 +1,24 @@
-"""Export safety: versions, overwrite, atomic writes, parity failures that write nothing, all formats or none."""
+"""Export safety: versions, overwrite, atomic writes, parity failures that write nothing, all formats or none,
+and commits killed half-way (SIGKILL at named points) finished by the next export or ``recover``."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
 import numpy as np
+import onnxruntime
 import pytest
 import tensorflow as tf
 from test_export import models  # noqa: F401 - fixture
 
+import keras_skipae as ks
 from keras_skipae import export
 from keras_skipae.export import staging
 
@@ -53,7 +62,7 @@ def test_parity_failure_fails_the_export_and_writes_nothing(models, tmp_path, mo
     with pytest.raises(export.ParityError, match=r"probabilities \[tf.saved_model.load\] on random uint8 4x32x32x3: max_abs_diff 0\.001") as info:
         export.saved_model(models["classifier"], tmp_path, name="clf")
     assert not info.value.report.passed
-    assert list((tmp_path / "clf").iterdir()) == []
+    assert not (tmp_path / "clf").exists()  # not even an empty <name>/ folder
     with pytest.raises(export.ParityError, match="onnx export failed its parity check"):
         export.onnx(models["classifier"], tmp_path / "clf.onnx")
     assert list(tmp_path.glob("*clf.onnx*")) == []
@@ -128,3 +137,126 @@ def test_overwrite_keeps_the_old_version_when_the_final_move_fails(models, tmp_p
     again = export.saved_model(clf, out / "savedmodel", version=1, overwrite=True)
     assert again.parity.passed and old_pb.stat().st_mtime_ns != stamps[1]
     assert _versions(out / "savedmodel" / "classifier") == ["1"]
+
+
+# --------------------------------------------------------------------------- crashes: a kill during the commit
+CRASHING_EXPORT = """
+import sys
+import keras
+import keras_skipae as ks
+from keras_skipae import export
+
+keras.utils.set_random_seed(2)
+model = ks.build("classifier", "tiny", mean=(0.9,))                      # the new version: mean 0.9
+export.export_model(model, sys.argv[1], ["savedmodel", "onnx"], version=1, overwrite=True)
+"""
+
+
+def _served_means(out: Path) -> dict:
+    """Per format, the ``arch.mean`` recorded in the report inside version 1 (which export it came from)."""
+    reports = {
+        "savedmodel": out / "savedmodel" / "classifier" / "1" / "assets.extra" / "export_report.json",
+        "onnx": out / "onnx" / "classifier" / "1" / "model.export_report.json",
+    }
+    return {fmt: json.loads(path.read_text())["arch"]["mean"][0] if path.exists() else None for fmt, path in reports.items()}
+
+
+def _leftovers(out: Path) -> list:
+    return sorted(str(p.relative_to(out)) for p in out.rglob(".*"))
+
+
+@pytest.fixture(scope="module")
+def old_export(tmp_path_factory):
+    """An export tree whose version 1 (both formats) comes from a model with mean 0.1."""
+    out = tmp_path_factory.mktemp("old") / "exported"
+    keras.utils.set_random_seed(1)
+    export.export_model(ks.build("classifier", "tiny", mean=(0.1,)), out, ["savedmodel", "onnx"])
+    assert _served_means(out) == {"savedmodel": 0.1, "onnx": 0.1}
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point, visible, finished", [
+    ("staged", {"savedmodel": 0.1, "onnx": 0.1}, 0.1),          # killed before the journal: the old version stays
+    ("journaled", {"savedmodel": 0.1, "onnx": 0.1}, 0.9),       # journal written, nothing moved: finished forward
+    ("moved:1", {"savedmodel": 0.9, "onnx": 0.1}, 0.9),         # the issue: savedmodel new, onnx old
+    ("swapped-out:2", {"savedmodel": 0.9, "onnx": None}, 0.9),  # onnx/1 renamed away, the new one not yet in
+    ("committed", {"savedmodel": 0.9, "onnx": 0.9}, 0.9),       # all moved, the old versions not yet deleted
+])
+def test_a_kill_during_the_commit_is_finished_by_recover(point, visible, finished, old_export, tmp_path, capsys):
+    out = tmp_path / "exported"
+    shutil.copytree(old_export, out)
+    env = {**os.environ, staging.CRASH_ENV: point}
+    done = subprocess.run([sys.executable, "-c", CRASHING_EXPORT, str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+    assert _served_means(out) == visible  # what a reader sees right after the kill
+    journals = [p for p in _leftovers(out) if ".commit-" in p]
+    assert len(journals) == (0 if point == "staged" else 2)  # one per model folder the commit touches
+    assert _leftovers(out)  # staging folders, backups, journals
+
+    actions = export.recover(out)
+    printed = capsys.readouterr().err
+    assert actions and all(action in printed for action in actions)
+    assert _served_means(out) == {"savedmodel": finished, "onnx": finished}  # every format the same version
+    assert _leftovers(out) == []
+    assert export.recover(out) == []
+    assert onnxruntime.InferenceSession(str(out / "onnx" / "classifier" / "1" / "model.onnx")).get_outputs()
+    assert tf.saved_model.load(str(out / "savedmodel" / "classifier" / "1")).signatures["serving_default"] is not None
+
+
+@pytest.mark.slow
+def test_the_next_export_finishes_a_killed_commit_first(old_export, tmp_path, capsys):
+    out = tmp_path / "exported"
+    shutil.copytree(old_export, out)
+    env = {**os.environ, staging.CRASH_ENV: "moved:1"}
+    done = subprocess.run([sys.executable, "-c", CRASHING_EXPORT, str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+    keras.utils.set_random_seed(3)
+    results = export.export_model(ks.build("classifier", "tiny", mean=(0.5,)), out, ["savedmodel", "onnx"])
+    assert "finished an export commit interrupted by a crash" in capsys.readouterr().err
+    assert [(r.format, r.version) for r in results] == [("savedmodel", 2), ("onnx", 2)]  # after the finished 1
+    assert _served_means(out) == {"savedmodel": 0.9, "onnx": 0.9}
+    assert _versions(out / "savedmodel" / "classifier") == _versions(out / "onnx" / "classifier") == ["1", "2"]
+
+
+def test_recover_cleans_what_killed_exports_left(tmp_path, capsys):
+    models_dir = tmp_path / "models" / "clf"
+    (models_dir / "2").mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        dead_pid = int(dead.stdout)
+        (models_dir / f".tmp-3-{dead_pid}-0123abcd").mkdir()             # staging of a killed export
+        (models_dir / f".tmp-4-{sleeper.pid}-0123abcd").mkdir()          # staging of a running export
+        (models_dir / f".old-1-{dead_pid}-0123abcd").mkdir()             # killed between "1 -> backup" and "new -> 1"
+        (models_dir / f".old-2-{dead_pid}-0123abcd").mkdir()             # killed before deleting the backup of 2
+        (models_dir / ".tmp-5-89abcdef").mkdir()                        # staging named before pids were in names
+        actions = export.recover(tmp_path / "models")
+        assert len(actions) == 4 and sum("restored" in a for a in actions) == 1
+        assert _versions(models_dir) == sorted(["1", "2", f".tmp-4-{sleeper.pid}-0123abcd"])
+        assert "the staging folder of an export that was killed" in capsys.readouterr().err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_failed_export_leaves_no_empty_name_folder(models, tmp_path, monkeypatch):
+    def full_disk(self, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export.ServingModule, "write", full_disk)
+    with pytest.raises(OSError, match="disk full"):
+        export.saved_model(models["classifier"], tmp_path / "models")
+    with pytest.raises(OSError, match="disk full"):
+        export.export_model(models["classifier"], tmp_path / "exported", ["savedmodel", "onnx"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_recover_keeps_the_old_version_when_the_new_one_is_gone(tmp_path):
+    """A journal whose new artefact vanished (an undo that failed half-way): the old version goes back, not away."""
+    model_dir = tmp_path / "clf"
+    backup = model_dir / f".old-1-{os.getpid()}-0123abcd"
+    (backup / "variables").mkdir(parents=True)
+    staging._write_journals([(model_dir / f".tmp-1-{os.getpid()}-4567cdef", model_dir / "1", backup)])
+    export.recover(tmp_path)
+    assert _versions(model_dir) == ["1"] and (model_dir / "1" / "variables").is_dir()

@@ -33,7 +33,9 @@ name beside its destination and renamed into place only once it passed
 (:func:`export_model` renames its formats only once all of them passed), so a
 failed export leaves no version behind. An existing version is never replaced
 unless ``overwrite=True``; then it is swapped out and deleted only after the
-new one is in place, and restored if the move fails. Graphs are float32
+new one is in place, and restored if the move fails. A commit killed half-way
+leaves a journal: the next export into those folders, or :func:`recover`,
+finishes it, so every format ends up holding the same version. Graphs are float32
 whatever the model's dtype policy: a mixed-precision model is re-built in
 float32 with its weights.
 
@@ -95,7 +97,7 @@ from .serving import (
     model_info,
     signature_spec,
 )
-from .staging import next_version
+from .staging import next_version, recover
 
 __all__ = [
     "DEFAULT_FORMATS",
@@ -137,6 +139,7 @@ __all__ = [
     "normalise",
     "onnx",
     "onnx_report_path",
+    "recover",
     "reference_outputs",
     "saved_model",
     "signature_spec",

@@ -35,7 +35,7 @@ from ..atomic import write_json_atomic
 from .parity import ParityRunner, check_images, prepare_samples
 from .reports import ExportError, ExportResult, ParityError, export_report, report_beside
 from .serving import INPUT_NAME, SIGNATURE_PIXELS, SIGNATURES, ServingModule, model_info, signature_spec
-from .staging import Staging, check_name, check_version, next_version, refuse_existing
+from .staging import Staging, check_name, check_version, next_version, recover_directory, refuse_existing
 
 QUANTIZE_MODES = ("dynamic_int8",)
 MODEL_FILE = "model.tflite"
@@ -192,8 +192,10 @@ def litert(
         if name is not None or version is not None:
             raise ValueError(f"name and version are for a base directory; {target} is a file path")
         final, name, version, what = target, target.stem, None, "another path"
+        recover_directory(target.parent)
     else:
         name = check_name(name or kind)
+        recover_directory(target / name)
         version = next_version(target / name) if version is None else check_version(version)
         final, what = target / name / str(version), "another version"
     refuse_existing(final, overwrite, what)

@@ -23,7 +23,7 @@ from .onnx_export import DEFAULT_OPSET, onnx_report_path, stage_onnx
 from .parity import prepare_samples
 from .savedmodel import stage_saved_model
 from .serving import SIGNATURE_PIXELS, model_info, signature_spec
-from .staging import Staging, check_name, check_version, next_version, refuse_existing
+from .staging import Staging, check_name, check_version, next_version, recover_directory, refuse_existing
 
 FORMATS = ("savedmodel", "onnx", "litert")
 DEFAULT_FORMATS = ("savedmodel", "onnx")
@@ -85,6 +85,8 @@ def export_model(
     kind, _ = model_info(model)
     name = check_name(name or kind)
     out = Path(out)
+    for fmt in formats:  # finish or clean up what a killed export left, before counting versions
+        recover_directory(out / fmt / name)
     if version is None:
         version = max(next_version(out / fmt / name) for fmt in formats)
     version = check_version(version)
@@ -100,7 +102,6 @@ def export_model(
     results = []
     with Staging(overwrite) as staging:
         for fmt, final in finals.items():
-            final.parent.mkdir(parents=True, exist_ok=True)
             tmp = staging.stage(final)
             if fmt == "savedmodel":
                 results.append(stage_saved_model(model, tmp, final, name, version, samples, None))

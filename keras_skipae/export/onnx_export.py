@@ -17,7 +17,7 @@ from ..atomic import write_json_atomic
 from .parity import ParityRunner, prepare_samples
 from .reports import ExportError, ExportResult, ParityError, export_report, report_beside
 from .serving import INPUT_NAME, SIGNATURE_PIXELS, SIGNATURES, ServingModule, model_info, signature_spec
-from .staging import Staging, refuse_existing
+from .staging import Staging, recover_directory, refuse_existing
 
 DEFAULT_OPSET = 17
 
@@ -57,6 +57,7 @@ def onnx(
         raise ValueError(f"ONNX path {path} should end in .onnx")
     if signature not in SIGNATURES:
         raise ValueError(f"unknown signature {signature!r}; choose one of {', '.join(SIGNATURES)}")
+    recover_directory(path.parent)
     refuse_existing(path, overwrite, "another path")
     samples = prepare_samples(sample_images, signature_spec(model))
     with Staging(overwrite) as staging:

@@ -20,7 +20,7 @@ from ..atomic import write_json_atomic
 from .parity import ParityRunner, prepare_samples, serving_session
 from .reports import REPORT_NAME, ExportResult, ParityError, export_report
 from .serving import INPUT_NAME, SIGNATURE_PIXELS, SIGNATURES, ServingModule, model_info, signature_spec
-from .staging import Staging, check_name, check_version, next_version, refuse_existing
+from .staging import Staging, check_name, check_version, next_version, recover_directory, refuse_existing
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def saved_model(
     kind, _ = model_info(model)
     name = check_name(name or kind)
     model_dir = Path(base_dir) / name
-    model_dir.mkdir(parents=True, exist_ok=True)
+    recover_directory(model_dir)  # finish or clean up what a killed export left, before counting versions
     version = next_version(model_dir) if version is None else check_version(version)
     final = model_dir / str(version)
     refuse_existing(final, overwrite)
