@@ -234,7 +234,7 @@ class RunDir:
         if name is None:
             return stages[list(stages)[-1]]
         if name not in stages:
-            raise RunError(f"{self.path}: no finished stage {name!r}; finished stages: {', '.join(stages)}")
+            raise RunError(f"{self.path}: no stage {name!r} has finished here; finished stages: {', '.join(stages)}")
         return stages[name]
 
     def finished(self, stage: str, worker: int | None = None) -> dict | None:

@@ -32,7 +32,7 @@ def test_rundir_reads_stages_history_and_checkpoints(tmp_path):
     assert run.history("pretrain") == read_history(tmp_path / "run" / "pretrain" / "history.csv")
     assert [e for e, _ in run.checkpoints("pretrain")] == [2, 4]
     assert resolve_model(tmp_path / "run") == stage.model
-    with pytest.raises(RunError, match="no finished stage 'finetune'; finished stages: pretrain"):
+    with pytest.raises(RunError, match="no stage 'finetune' has finished here; finished stages: pretrain"):
         run.stage("finetune")
     with pytest.raises(RunError, match="neither a .keras file nor a run directory"):
         resolve_model(tmp_path)
