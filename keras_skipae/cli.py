@@ -181,7 +181,11 @@ def quickstart(overrides, run_dir):
 @click.option("--samples", type=click.Path(exists=True), default=None,
               help="Real uint8 images for the parity check: a .npy/.npz or a folder of image files (first 8).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing version.")
-def export_cmd(source, formats, out, stage, name, version, opset, samples, overwrite):
+@click.option("--quantize", type=click.Choice(["dynamic_int8"]), default=None,
+              help="LiteRT: dynamic-range int8 weights; reports the accuracy change on --samples instead of parity.")
+@click.option("--input-size", type=(click.IntRange(min=1), click.IntRange(min=1)), default=None,
+              metavar="H W", help="LiteRT: the fixed height and width of a segmenter that takes any size.")
+def export_cmd(source, formats, out, stage, name, version, opset, samples, overwrite, quantize, input_size):
     """Export SOURCE (a .keras model or a run directory) for serving, verified.
 
     \b
@@ -189,6 +193,7 @@ def export_cmd(source, formats, out, stage, name, version, opset, samples, overw
       skipae export runs/quickstart --out exported
       skipae export runs/cifar10 --stage pretrain --format onnx --out exported
       skipae export runs/cifar10 --format litert --out exported
+      skipae export runs/cifar10 --format litert --quantize dynamic_int8 --samples images/ --out exported
       skipae export model.keras --format savedmodel --out models --name cifar10 --samples images/
     Every export is loaded back and compared with the Keras model; a mismatch
     fails the export with the figures and writes nothing.
@@ -199,6 +204,7 @@ def export_cmd(source, formats, out, stage, name, version, opset, samples, overw
     results = exporter.export_model(
         source, out, [f.strip() for f in formats.split(",") if f.strip()], stage=stage, name=name,
         version=version, opset=opset, overwrite=overwrite, sample_images=sample_images,
+        input_size=input_size, quantize=quantize,
     )
     for result in results:
         click.echo(str(result))

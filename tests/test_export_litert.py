@@ -206,3 +206,14 @@ def test_litert_client_command_on_grayscale_images(tmp_path, capsys):
     assert client.predict(loaded, images[..., None])["class_id"].tolist() == expected["class_id"].tolist()
     with pytest.raises(ValueError, match=r"the LiteRT model expects images: uint8 \[batch, 28, 28, 1\]; got dtype float32"):
         client.predict(loaded, images.astype(np.float32))
+
+
+def test_cli_quantized_litert_reports_its_accuracy_change(models, tmp_path, samples):
+    run = write_run_dir(tmp_path, models)
+    out = tmp_path / "exported"
+    np.save(tmp_path / "samples.npy", samples)
+    result = CliRunner().invoke(cli, ["export", str(run), "--format", "litert", "--quantize", "dynamic_int8",
+                                      "--out", str(out), "--samples", str(tmp_path / "samples.npy")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "litert" / "classifier" / "1" / "model.export_report.json").read_text())
+    assert "dynamic_int8" in json.dumps(report)
