@@ -94,18 +94,63 @@ def _run_recipe(recipe, overrides, run_dir, strategy, mixed_precision, only=None
 @click.argument("recipe")
 @_recipe_options
 @click.option("--stage", "stages", multiple=True, help="Run only these stages (repeatable).")
-def run_cmd(recipe, overrides, run_dir, strategy, mixed_precision, stages):
+@click.option("--seeds", default=None, metavar="SEEDS",
+              help="Run the whole recipe once per seed (0-4, or 0,3,7) into RUN_DIR/seed_S/, then compare them.")
+def run_cmd(recipe, overrides, run_dir, strategy, mixed_precision, stages, seeds):
     """Run every stage of RECIPE (a .yaml path or a name in recipes/).
 
     \b
     Examples:
       skipae run quickstart
+      skipae run quickstart --seeds 0-4 --run-dir runs/quickstart_seeds
       skipae run recipes/cifar10_cpu.yaml --set pretrain.epochs=2 --run-dir runs/try
       TF_CONFIG=... skipae run cifar10 --strategy multi_worker
     The run directory gets recipe.yaml, environment.json, metrics.json and one
     folder per stage (model.keras, checkpoints/, history.csv, logs/ for TensorBoard).
     """
-    _run_recipe(recipe, overrides, run_dir, strategy, mixed_precision, only=list(stages) or None)
+    from . import recipes
+
+    loaded = recipes.load_recipe(recipe, list(overrides))
+    if seeds is not None or loaded.seeds:
+        if stages:
+            raise click.UsageError("--stage and --seeds do not mix: seeded runs run every stage")
+        recipes.run_seeds(loaded, recipes.parse_seeds(seeds) if seeds is not None else None, run_dir=run_dir,
+                          strategy=strategy, mixed_precision=mixed_precision, echo=click.echo)
+        return
+    recipes.run(loaded, run_dir=run_dir, strategy=strategy, mixed_precision=mixed_precision,
+                only=list(stages) or None, echo=click.echo)
+
+
+@main.command(short_help="Compare finished runs of one recipe over seeds (intervals, paired differences).")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--pair", "pairs", multiple=True, metavar="FIRST:SECOND",
+              help="Stages to compare seed by seed (default: every pair of the recipe's summary stages).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Where comparison.{json,csv,md,png} go (default: the first RUN, or its parent for seed_S runs).")
+def compare(runs, pairs, out):
+    """Compare RUNS: run directories of one recipe with different seeds, or a folder of seed_S/ runs.
+
+    \b
+    Examples:
+      skipae compare runs/quickstart_seeds
+      skipae compare runs/a runs/b runs/c --pair finetune:scratch
+    """
+    from pathlib import Path
+
+    from .compare import compare_runs
+
+    parsed = []
+    for text in pairs:
+        first, sep, second = text.partition(":")
+        if not sep or not first or not second:
+            raise click.BadParameter(f"{text!r}: expected FIRST:SECOND, e.g. finetune:scratch", param_hint="--pair")
+        parsed.append((first, second))
+    report = compare_runs(list(runs), pairs=parsed or None)
+    first = Path(runs[0])
+    target = Path(out) if out else (first if not (first / "metrics.json").exists() else first.parent)
+    paths = report.write(target)
+    click.echo(report.markdown())
+    click.echo(f"written to {paths['md'].parent}")
 
 
 @main.command(short_help="Run only a recipe's pretrain stage(s).")

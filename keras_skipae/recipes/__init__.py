@@ -7,6 +7,7 @@
 - :mod:`~keras_skipae.recipes.runner`: :func:`run`, the stages in order into a
   run directory (read it back with :class:`keras_skipae.runs.RunDir`).
 - :mod:`~keras_skipae.recipes.evaluation`: :func:`evaluate_model`.
+- :mod:`~keras_skipae.recipes.seeds`: :func:`run_seeds`, a recipe once per seed, then the comparison.
 - :mod:`~keras_skipae.recipes.study`: :func:`run_study`, a grid of runs then the probe.
 
 >>> from keras_skipae import recipes
@@ -34,6 +35,7 @@ from .loading import (
     validate,
 )
 from .runner import run, summary_table
+from .seeds import run_seeds, seed_recipe
 from .schema import (
     DataConfig,
     ModelConfig,
@@ -45,6 +47,7 @@ from .schema import (
     StudyConfig,
     TrainerConfig,
     TuneConfig,
+    parse_seeds,
 )
 from .study import load_study, run_study
 
@@ -80,8 +83,11 @@ __all__ = [
     "quickstart_recipe",
     "read_yaml",
     "resolve_source",
+    "parse_seeds",
     "run",
+    "run_seeds",
     "run_study",
+    "seed_recipe",
     "stages_of_kind",
     "summary_table",
     "validate",

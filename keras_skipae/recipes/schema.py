@@ -33,6 +33,29 @@ from ..arch import Corruption, Merge, Pooling, Precision, Strategy, TuneAlgorith
 from ..models import resolve_arch
 
 
+def parse_seeds(text: str | int) -> list[int]:
+    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,3,7"`` -> [0, 3, 7]; ``"1-2,5"`` -> [1, 2, 5]; ``3`` -> [3].
+
+    >>> parse_seeds("0-2,9")
+    [0, 1, 2, 9]
+    """
+    if isinstance(text, int):
+        return [text]
+    seeds: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        lo, sep, hi = part.partition("-")
+        try:
+            values = list(range(int(lo), int(hi) + 1)) if sep else [int(part)]
+        except ValueError:
+            raise ValueError(f"seeds {text!r}: expected whole numbers and ranges like 0-4 or 0,3,7") from None
+        if sep and int(hi) < int(lo):
+            raise ValueError(f"seeds {text!r}: the range {part} is empty (write low-high)")
+        seeds += values
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {text!r}: a seed is listed twice")
+    return seeds
+
+
 #: a count (epochs, batch size, seeds, ...): a YAML ``true`` or ``2.7`` is refused, not read as 1 or 2
 Count = Annotated[int, Strict()]
 #: a recipe or grid name: it names a folder under runs/, so never "." or ".."
@@ -208,6 +231,13 @@ class Recipe(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     stages: dict[str, StageConfig]
     summary: list[str] = Field(default_factory=list)
+    #: run the whole recipe once per seed (``skipae run --seeds``): a list, or "0-4" / "0,3,7"
+    seeds: Optional[list[Count]] = None
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_list(cls, v):
+        return parse_seeds(v) if isinstance(v, (str, int)) and not isinstance(v, bool) else v
 
     _name = field_validator("name")(check_name)
 
