@@ -283,3 +283,15 @@ def test_masks_with_sparse_values_are_refused_with_the_fix(tmp_path):
         data.load({"images": random_images(2, (4, 4)), "masks": masks})
     assert data.load({"images": random_images(2, (4, 4)), "masks": masks}, ignore_label=255).info.num_classes == 2
     assert data.load({"images": random_images(2, (4, 4)), "masks": masks}, num_classes=256).info.num_classes == 256
+
+
+def test_non_finite_pixels_are_refused_naming_file_key_and_count(tmp_path):
+    """One NaN would pass the range check and pick the wrong scale for every image."""
+    images = np.full((3, 4, 4, 1), 100.0, np.float32)
+    images[1, 2, 2, 0] = np.nan
+    images[2, 0, 0, 0] = np.inf
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=images, y_train=[0, 1, 0])
+    with pytest.raises(DataError, match=r"npz:.*d\.npz key 'x_train': 2 pixel value\(s\) are NaN or infinite "
+                                        r"\(the first in image 1\)"):  # fmt: skip
+        data.load(f"npz:{path}")

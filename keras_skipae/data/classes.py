@@ -4,8 +4,9 @@ Labels and mask values must be integer class ids ``0..num_classes-1`` (``-1``:
 no label; masks may also hold the ``ignore_label``). What is not is refused
 with a message that says what was found and what to pass, never read wrongly:
 
-- mask values that would make mostly empty classes (``{0, 1, 255}`` would be
-  256 classes): when more than half of the implied classes never occur, and
+- float labels that are not whole numbers (``0.7``), strings, one-hot rows;
+- values that would make mostly empty classes (``{0, 1000, 2000}`` would be
+  2001 classes): when more than half of the implied classes never occur, and
   at least 32 of them, ``label_map=`` (given in the message) or an explicit
   ``num_classes=`` is required;
 - binary masks written as ``{0, 255}`` (DRIVE vessels, most foreground masks)
@@ -27,6 +28,50 @@ BINARY_MAP = {255: 1}
 
 
 # ----------------------------------------------------------------------------------- labels
+def label_ids(targets: np.ndarray, where: str, what: str = "labels") -> np.ndarray:
+    """``targets`` as int64 class ids, refusing strings, non-finite and non-integral values."""
+    kind = targets.dtype.kind
+    if kind in "USO":
+        sample = ", ".join(repr(str(v)) for v in np.unique(targets.reshape(-1)[:1000].astype(str))[:5])
+        raise DataError(
+            f"{where}: {what} are strings (e.g. {sample}); expected integer class ids 0..K-1. Number the "
+            "names first, e.g. class_names = sorted(set(names)); ids = [class_names.index(n) for n in names], "
+            "and pass class_names= to keep the names"
+        )
+    if kind == "b":
+        return targets.astype(np.int64)
+    if kind == "f":
+        finite = np.isfinite(targets)
+        if not finite.all():
+            raise DataError(f"{where}: {int((~finite).sum())} {what} are NaN or infinite; expected integer class ids")
+        fractional = targets != np.round(targets)
+        if fractional.any():
+            shown = ", ".join(f"{v:g}" for v in np.unique(targets[fractional])[:5])
+            raise DataError(
+                f"{where}: {int(fractional.sum())} {what} are not whole numbers (e.g. {shown}); expected integer "
+                "class ids. Rounding or truncating would change classes silently: fix the values first"
+            )
+        return targets.astype(np.int64)
+    if kind in "iu":
+        return targets.astype(np.int64)
+    raise DataError(f"{where}: {what} of dtype {targets.dtype}; expected integer class ids")
+
+
+def refuse_one_hot(targets: np.ndarray, where: str) -> None:
+    """A (N, K) label array: say whether it is one-hot, and what to pass instead."""
+    values = np.unique(targets)
+    one_hot = np.isin(values, (0, 1)).all() and np.all(targets.sum(axis=1) == 1)
+    if one_hot:
+        raise DataError(
+            f"{where}: labels of shape {targets.shape} are one-hot rows; expected one integer class id per "
+            "image, shape (N,): pass labels.argmax(axis=1)"
+        )
+    raise DataError(
+        f"{where}: labels of shape {targets.shape}; expected one integer class id per image, shape (N,) "
+        "(or masks (N, H, W) for segmentation)"
+    )
+
+
 def remap(values: np.ndarray, label_map: dict | None) -> np.ndarray:
     if not label_map:
         return values
@@ -49,6 +94,7 @@ def classes_for(labels: np.ndarray, num_classes, class_names, where: str) -> int
         if class_names is not None:
             num_classes = len(class_names)
         else:
+            refuse_sparse(np.unique(labels[labels >= 0]), where, "labels")
             num_classes = int(labels.max(initial=-1)) + 1
     return max(int(num_classes), 1)
 

@@ -179,6 +179,14 @@ def as_uint8_images(images, where: str) -> np.ndarray:
     if images.dtype == np.uint8:
         return images
     if np.issubdtype(images.dtype, np.floating):
+        finite = np.isfinite(images)
+        if not finite.all():
+            bad = int(images.size - np.count_nonzero(finite))
+            first = np.unravel_index(int(np.argmin(finite.reshape(-1))), images.shape)[0]
+            raise DataError(
+                f"{where}: {bad} pixel value(s) are NaN or infinite (the first in image {first}); fix or drop "
+                "those images: their range cannot be read, and one bad value would change the scale of all"
+            )
         lo, hi = (float(images.min()), float(images.max())) if images.size else (0.0, 0.0)
         if lo < 0 or hi > 255:
             raise DataError(f"{where}: float images range over [{lo:g}, {hi:g}]; expected [0, 1] or [0, 255] pixel values")
@@ -203,7 +211,7 @@ def _from_arrays(images, targets, name, split, *, ignore_label, label_map, num_c
     base, spec = parse_split(split)
     idx = slice_indices(len(images), spec, split)
     if targets.ndim == 1 or (targets.ndim == 2 and targets.shape[1] == 1 and images.shape[1] != 1):
-        labels = _classes.remap(targets.reshape(-1).astype(np.int64), label_map)
+        labels = _classes.remap(_classes.label_ids(targets.reshape(-1), label_where), label_map)
         n_cls = _classes.classes_for(labels, num_classes, class_names, label_where)
         _classes.check_labels(labels, n_cls, label_where, lambda i: f"example {i}")
         info = SourceInfo(
@@ -213,13 +221,20 @@ def _from_arrays(images, targets, name, split, *, ignore_label, label_map, num_c
         )  # fmt: skip
         table = MemoryTable(images[idx], labels[idx].astype(np.int32), "classification")
         return attach_info(table.dataset(), info.replace(table=table))
+    if targets.ndim == 2:
+        _classes.refuse_one_hot(targets, label_where)
+    if targets.ndim == 4 and targets.shape[-1] > 1 and targets.shape[1:3] == images.shape[1:3]:
+        raise DataError(
+            f"{label_where}: masks of shape {targets.shape} have {targets.shape[-1]} channels; expected one class "
+            "id per pixel, (N, H, W): for one-hot masks pass masks.argmax(axis=-1)"
+        )
     masks = targets[..., 0] if targets.ndim == 4 and targets.shape[-1] == 1 else targets
     if masks.shape[1:3] != images.shape[1:3] or masks.ndim != 3:
         raise DataError(
             f"{where}: masks have shape {targets.shape} but images {images.shape}; "
             "expected one (H, W) mask per image of the same height and width"
         )
-    masks = masks.astype(np.int64)
+    masks = _classes.label_ids(masks, label_where, "mask values")
     present = np.unique(masks)
     detected = _classes.binary_mask_map(present, label_map=label_map, palette=None, ignore_label=ignore_label,
                                         num_classes=num_classes, where=label_where)  # fmt: skip
@@ -346,10 +361,20 @@ def _load_npz(path, split, source, **opts):
                 f"x_{base}/y_{base}, {base}_images/{base}_labels (or _masks), or images/labels"
             )
 
+    def array(key):
+        try:
+            return arrays[key]
+        except ValueError as exc:  # object arrays (strings, lists) need pickle, which is not allowed
+            raise DataError(
+                f"{source}: key {key!r} of {path} is an object array ({exc}); expected numbers: uint8 or float "
+                "pixels for images, integer class ids for labels (strings must be numbered first)"
+            ) from None
+
     if opts.get("class_names") is None and "class_names" in keys:
-        opts["class_names"] = tuple(str(c) for c in arrays["class_names"])
+        opts["class_names"] = tuple(str(c) for c in array("class_names"))
     name = os.path.splitext(os.path.basename(path))[0]
-    return _from_arrays(arrays[x_key], arrays[y_key], name, split, source=f"{source} ({x_key}, {y_key})", **opts)
+    return _from_arrays(array(x_key), array(y_key), name, split, source=f"{source} key {x_key!r}",
+                        label_where=f"{source} key {y_key!r}", **opts)  # fmt: skip
 
 
 # -------------------------------------------------------------------------------- folder trees
