@@ -171,3 +171,16 @@ def test_extensions_cover_pillow_formats():
     for name in ("a.tif", "a.TIFF", "a.webp", "a.gif", "a.bmp", "a.png", "a.jpeg"):
         assert files.is_image(name)
     assert not files.is_image("notes.txt") and not files.is_image("list.csv")
+
+
+def test_decoding_reports_progress(tmp_path, monkeypatch):
+    """Long decodes show a progress line (here: no delay, into a log-like stream)."""
+    import functools
+
+    from keras_skipae.progress import Progress
+
+    log = io.StringIO()
+    monkeypatch.setattr(files, "Progress", functools.partial(Progress, delay=0.0, stream=log))
+    path = write_folder_tree(tmp_path / "t", 2)
+    data.load(f"folder:{path}")
+    assert log.getvalue().startswith("decoding 6 images: 6 files in ")

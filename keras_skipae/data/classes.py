@@ -16,11 +16,9 @@ with a message that says what was found and what to pass, never read wrongly:
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
-from .info import DataError
+from .info import DataError, warn
 
 #: Refuse values that leave more than half of the implied classes empty, and at least this many.
 SPARSE_MIN_MISSING = 32
@@ -153,11 +151,9 @@ def binary_mask_map(present: np.ndarray, *, label_map, palette, ignore_label, nu
         return None
     if 255 not in values or not values <= {0, 255}:
         return None
-    warnings.warn(
+    warn(
         f"{where}: binary masks with values {{0, 255}} are read as classes {{0, 1}}; pass label_map={{255: 1}} "
-        "to say so (and silence this), or ignore_label=255 if 255 marks pixels to score nothing",
-        UserWarning,
-        stacklevel=4,
+        "to say so (and silence this), or ignore_label=255 if 255 marks pixels to score nothing"
     )
     return dict(BINARY_MAP)
 

@@ -67,6 +67,17 @@ class SourceInfo:
         return bool(getattr(self.table, "in_memory", False))
 
 
+def warn(message: str) -> None:
+    """A UserWarning attributed to the first caller outside the data package (the user's ``load`` call)."""
+    import sys
+    import warnings
+
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(__package__ + "."):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, UserWarning, stacklevel=level + 1)
+
+
 def attach_info(ds, info: SourceInfo):
     """Set ``ds.info`` and return ``ds`` (tf.data datasets take plain attributes)."""
     ds.info = info

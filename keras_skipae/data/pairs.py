@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 
 from .files import Tree, check_tree_split, is_image, split_names
-from .info import DataError
+from .info import DataError, warn
 
 MASK_DIR_SUFFIXES = ("annot", "_annot", "annotations", "_annotations", "labels", "_labels", "_masks")
 LIST_SUFFIXES = (".txt", ".csv", ".tsv", ".lst")
@@ -180,10 +180,8 @@ def folder_pairs(tree: Tree, split: str, images: str | None, masks: str | None, 
         spare_masks = [f for f in spare_masks if image_p.regex.fullmatch(f) is None]
     spare_masks = [tree.describe(f"{mask_p.folder}/{f}") for f in spare_masks]
     if spare_masks:
-        import warnings
-
-        warnings.warn(f"{source}: {len(spare_masks)} file(s) beside the masks do not match masks={mask_p.text!r} "
-                      f"and are not read, e.g. {spare_masks[0]}", stacklevel=4)  # fmt: skip
+        warn(f"{source}: {len(spare_masks)} file(s) beside the masks do not match masks={mask_p.text!r} "
+             f"and are not read, e.g. {spare_masks[0]}")  # fmt: skip
     stems = sorted(image_of)
     return Pairs(
         [f"{image_p.folder}/{image_of[s]}" if image_p.folder else image_of[s] for s in stems],

@@ -15,7 +15,7 @@ import numpy as np
 from . import classes as _classes
 from . import files as _files
 from .decode import decode_error, max_image_pixels
-from .info import DataError, SourceInfo, attach_info
+from .info import DataError, SourceInfo, attach_info, warn
 from .palette import describe_colour, read_palette
 from .pairs import Pairs, folder_pairs, list_pairs
 
@@ -139,6 +139,4 @@ def uniform_shape(shapes: np.ndarray, channels: int):
 
 def warn_ignored(ignored: list, source: str) -> None:
     if ignored:
-        import warnings
-
-        warnings.warn(f"{source}: {len(ignored)} non-image file(s) not read, e.g. {ignored[0]}", stacklevel=5)
+        warn(f"{source}: {len(ignored)} non-image file(s) not read, e.g. {ignored[0]}")
