@@ -251,3 +251,47 @@ def test_segfolder_decoded_on_the_fly_matches_in_memory(tmp_path, monkeypatch):
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(m1, m2)
     assert 255 in np.unique(m2)
+
+
+# ------------------------------------------------------------------------------ binary masks
+def test_binary_0_255_masks_never_become_256_classes(tmp_path):
+    path = write_segfolder(tmp_path / "cam", 2, num_classes=2)
+    for name in ("f0000.png", "f0001.png"):
+        mask_file = os.path.join(path, "trainannot", name)
+        mask = np.zeros((24, 32), np.uint8)
+        mask[:, 10:] = 255
+        with open(mask_file, "wb") as f:
+            f.write(encode(mask, "png"))
+    with pytest.warns(UserWarning, match=r"read as classes \{0, 1\}"):
+        ds = data.load(f"segfolder:{path}")
+    assert ds.info.num_classes == 2 and set(np.unique(next(iter(ds))[1].numpy())) == {0, 1}
+    masks = np.zeros((2, 4, 4), np.uint8)
+    masks[:, :, 2:] = 255
+    with pytest.warns(UserWarning, match=r"label_map=\{255: 1\}"):
+        arrays = data.load({"images": random_images(2, (4, 4)), "masks": masks})
+    assert arrays.info.num_classes == 2 and int(data.to_numpy(arrays)[1].max()) == 1
+    # 255 as the ignore label is not a class: no mapping
+    assert data.load(f"segfolder:{path}", ignore_label=255).info.num_classes == 1
+
+
+def test_masks_with_sparse_values_are_refused_with_the_fix(tmp_path):
+    masks = np.zeros((2, 4, 4), np.uint8)
+    masks[:, 0] = 1
+    masks[:, 1] = 255
+    with pytest.raises(DataError, match=r"mask values take 3 distinct values \(0, 1, 255\); read as class ids that "
+                                        r"is 256 classes.*label_map=\{0: 0, 1: 1, 255: 2\}.*ignore_label=255"):  # fmt: skip
+        data.load({"images": random_images(2, (4, 4)), "masks": masks})
+    assert data.load({"images": random_images(2, (4, 4)), "masks": masks}, ignore_label=255).info.num_classes == 2
+    assert data.load({"images": random_images(2, (4, 4)), "masks": masks}, num_classes=256).info.num_classes == 256
+
+
+def test_non_finite_pixels_are_refused_naming_file_key_and_count(tmp_path):
+    """One NaN would pass the range check and pick the wrong scale for every image."""
+    images = np.full((3, 4, 4, 1), 100.0, np.float32)
+    images[1, 2, 2, 0] = np.nan
+    images[2, 0, 0, 0] = np.inf
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=images, y_train=[0, 1, 0])
+    with pytest.raises(DataError, match=r"npz:.*d\.npz key 'x_train': 2 pixel value\(s\) are NaN or infinite "
+                                        r"\(the first in image 1\)"):  # fmt: skip
+        data.load(f"npz:{path}")

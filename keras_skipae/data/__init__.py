@@ -8,6 +8,8 @@
   :func:`segmentation_pipeline` (ds, arch, batch_size, ...) -> batches in the model's units
 - :func:`compute_stats` (ds) -> per-channel (mean, std); :func:`to_numpy` (ds) -> arrays;
   :func:`describe` (ds) -> a few lines for people (``skipae data SOURCE``)
+- :func:`read_palette` (dict, list or file) -> the colour -> class :class:`Palette` of
+  colour-coded masks (``load(..., palette=)`` takes the same)
 
 Example::
 
@@ -21,15 +23,18 @@ Example::
     ae.fit(data.pretrain_pipeline(s.unlabelled, ae.arch, 64, seed=0), epochs=1)
 """
 
+from .describe import describe
 from .info import DataError, SourceInfo
 from .locate import resolve_source
+from .palette import Palette, read_palette
 from .pipeline import classification_pipeline, pretrain_pipeline, segmentation_pipeline
 from .sources import load
 from .splits import Splits, sample, sample_indices, split
-from .stats import compute_stats, describe, to_numpy
+from .stats import compute_stats, to_numpy
 
 __all__ = [
     "DataError",
+    "Palette",
     "SourceInfo",
     "Splits",
     "classification_pipeline",
@@ -37,6 +42,7 @@ __all__ = [
     "describe",
     "load",
     "pretrain_pipeline",
+    "read_palette",
     "resolve_source",
     "sample",
     "sample_indices",

@@ -1,22 +1,23 @@
 """Image files on disk or in a zip: listing, one checked decode pass, tables.
 
-``folder:PATH`` is ``<split>/<class>/<image>``; ``segfolder:PATH`` pairs
-``<split>/<image>`` with ``<split>annot/<mask>`` (CamVid, as distributed with
-SegNet) or ``<split>/images/`` with ``<split>/masks/``, matched by file name
-without extension. ``PATH`` is a directory or a ``.zip`` (read into memory
-once; members are decoded by TensorFlow, never extracted).
+``folder:PATH`` is ``<split>/<class>/<image>``; ``segfolder:`` and ``seglist:``
+find their image/mask pairs in :mod:`.pairs`. ``PATH`` is a directory or a
+``.zip`` (read into memory once; members are decoded from memory, never
+extracted). Any format Pillow reads is an image (:mod:`.decode` says which
+decoder reads which file).
 
 Every file is decoded once when the dataset is loaded, in a parallel tf.data
 pass. That pass is what lets a corrupt file be named (or skipped and counted),
 a mask of the wrong size or a label out of range be reported with its file,
 and the decoded uint8 images be kept in memory when they fit
-(:data:`MEMORY_BUDGET_BYTES`), so that training never decodes twice.
+(:data:`MEMORY_BUDGET_BYTES`), so that training never decodes twice. It shows
+a :class:`~keras_skipae.progress.Progress` line when it takes more than a few
+seconds.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import struct
 import warnings
 import zipfile
@@ -26,16 +27,19 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from ..progress import Progress
+from .decode import decode_image, decode_mask, max_image_pixels, probe, to_channels as _graph_channels
 from .info import DataError
+from .palette import Palette, map_colours
 from .tables import FileTable, MemoryTable
 
 AUTOTUNE = tf.data.AUTOTUNE
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+#: Read by TensorFlow's own decoders; every other extension Pillow opens is read by Pillow.
+NATIVE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 #: Decoded data above this size is decoded on the fly (and cached by the pipelines) instead of
 #: kept as one in-memory array: arrays held by a dataset must stay well under the 2 GB limit of a
 #: serialised graph, which multi-worker training's auto-sharding needs.
 MEMORY_BUDGET_BYTES = int(os.environ.get("SKIPAE_DATA_MEMORY_BYTES", 3 * 1024**3 // 2))
-MASK_DIR_SUFFIXES = ("annot", "_annot", "annotations", "_annotations", "labels", "_labels", "_masks")
 
 
 # ---------------------------------------------------------------------------------------- trees
@@ -84,6 +88,11 @@ class Tree:
         if self.is_zip:
             return full in self._index
         return os.path.isdir(os.path.join(self.path, full))
+
+    def isfile(self, rel: str) -> bool:
+        if self.is_zip:
+            return (self.prefix + rel) in self._files
+        return os.path.isfile(os.path.join(self.path, self.prefix + rel))
 
     def listdir(self, rel: str) -> tuple[list[str], list[str]]:
         """Sorted (sub-directories, files) of ``rel``; hidden entries are left out."""
@@ -135,8 +144,30 @@ class Tree:
         return np.array([os.path.join(self.path, self.prefix + r) for r in rels], dtype=object)
 
 
+_extensions: tuple | None = None
+
+
+def image_extensions() -> tuple:
+    """File name endings read as images: every format Pillow opens (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)."""
+    global _extensions
+    if _extensions is None:
+        try:
+            from PIL import Image
+
+            Image.init()
+            found = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+        except ImportError:  # pragma: no cover - Pillow is a declared dependency
+            found = set()
+        _extensions = tuple(sorted(found | set(NATIVE_EXTENSIONS) | {".gif", ".tif", ".tiff", ".webp"}))
+    return _extensions
+
+
 def is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS)
+    return name.lower().endswith(image_extensions())
+
+
+def looked_for() -> str:
+    return ".png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, .webp and every other format Pillow reads"
 
 
 def split_names(tree: Tree, skip_suffixes=()) -> list[str]:
@@ -149,17 +180,14 @@ def _read(ref, is_zip: bool):
     return ref if is_zip else tf.io.read_file(ref)
 
 
-def _decode_native(data):
-    return tf.io.decode_image(data, channels=0, expand_animations=False, dtype=tf.uint8)
-
-
 @dataclass
 class DecodeResult:
     """What the checking pass learnt about each file (in file order).
 
     ``images``/``masks`` hold the decoded arrays of the files that decoded, in
     file order: one stacked array when they share a shape, else a list; None
-    when they exceeded the memory budget.
+    when they exceeded the memory budget. Masks hold class values (palette
+    colours already mapped); ``mask_hist`` counts them per mask.
     """
 
     ok: np.ndarray  # bool per file
@@ -168,7 +196,9 @@ class DecodeResult:
     mask_shapes: np.ndarray | None = None
     masks: np.ndarray | list | None = None
     mask_hist: np.ndarray | None = None  # (N, 256) value counts per mask
-    mask_agree: np.ndarray | None = None  # False where a colour mask's channels differ
+    mask_agree: np.ndarray | None = None  # False where a colour mask's channels differ (no palette)
+    unknown_pixels: np.ndarray | None = None  # pixels whose colour is not in the palette
+    unknown_colour: np.ndarray | None = None  # the first such colour (r << 16 | g << 8 | b), -1 if none
 
 
 class _Chunks:
@@ -196,28 +226,72 @@ class _Chunks:
         return [flat[bounds[k] : bounds[k + 1]].reshape(shapes[k]) for k in range(len(shapes))]
 
 
-def decode_pass(refs: np.ndarray, is_zip: bool, mask_refs: np.ndarray | None = None, keep: bool = True) -> DecodeResult:
+def mask_classes(raw: tf.Tensor, table) -> tuple:
+    """Decoded mask ``[H, W, C]`` -> (values uint8 ``[H, W]``, channels agree, unknown pixels, first unknown colour).
+
+    With a palette ``table`` colours become classes; without one a colour mask
+    is accepted only when its colour channels agree (a grey image saved as RGB).
+    """
+    if table is not None:
+        values, unknown, first = map_colours(raw, table)
+        return values, tf.constant(True), unknown, first
+    agree = tf.cond(
+        tf.shape(raw)[-1] >= 3,
+        lambda: tf.reduce_all(raw[..., :3] == raw[..., :1]),
+        lambda: tf.constant(True),
+    )
+    return raw[..., 0], agree, tf.constant(0, tf.int64), tf.constant(-1, tf.int64)
+
+
+#: Files are probed (format, size from the header) in batches of this many: a few vectorised ops per batch.
+PROBE_BATCH = 64
+
+
+def _read_and_probe(ds: tf.data.Dataset, is_zip: bool) -> tf.data.Dataset:
+    """``(i, ref[, mask_ref])`` -> ``(i, data, probe[, mask_data, mask_probe])``; unreadable files drop out."""
+    if not is_zip:
+        read = lambda i, *refs: (i, *[tf.io.read_file(r) for r in refs])  # noqa: E731
+        ds = ds.map(read, num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors()
+
+    def probe_batch(i, data, mask_data=None):
+        out = (i, data, probe(data))
+        return out if mask_data is None else (*out, mask_data, probe(mask_data))
+
+    return ds.batch(PROBE_BATCH).map(probe_batch).unbatch()
+
+
+def decode_pass(
+    refs: np.ndarray,
+    is_zip: bool,
+    mask_refs: np.ndarray | None = None,
+    keep: bool = True,
+    *,
+    limit: int | None = None,
+    palette: Palette | None = None,
+    label: str = "decoding",
+) -> DecodeResult:
     """Decode every file once in parallel; files that fail are marked, never silently lost."""
     n = len(refs)
+    limit = max_image_pixels(limit)
+    table = palette.table() if palette is not None else None
     comps = [np.arange(n, dtype=np.int64), refs]
     if mask_refs is not None:
         comps.append(mask_refs)
 
-    def decode(i, ref, mask_ref=None):
-        image = _decode_native(_read(ref, is_zip))
+    def decode(i, data, found, mask_data=None, mask_found=None):
+        image = decode_image(data, limit, found)
         out = [i, tf.shape(image), tf.reshape(image, [-1])]
-        if mask_ref is not None:
-            mask = _decode_native(_read(mask_ref, is_zip))
-            flat = tf.reshape(mask[..., 0], [-1])
-            # colour masks are accepted only when their channels agree (a grey image saved as RGB)
-            agree = tf.reduce_all(mask == mask[..., :1])
+        if mask_data is not None:
+            raw = decode_mask(mask_data, limit, colour=table is not None, found=mask_found)
+            values, agree, unknown, first = mask_classes(raw, table)
+            flat = tf.reshape(values, [-1])
             hist = tf.math.bincount(tf.cast(flat, tf.int32), minlength=256, maxlength=256)
-            out += [tf.shape(mask)[:2], flat, agree, hist]
+            out += [tf.shape(raw)[:2], flat, agree, hist, unknown, first]
         return tuple(out)
 
-    ds = tf.data.Dataset.from_tensor_slices(tuple(comps))
+    ds = _read_and_probe(tf.data.Dataset.from_tensor_slices(tuple(comps)), is_zip)
     ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True).ignore_errors()
-    ds = ds.ragged_batch(512).prefetch(2)
+    ds = ds.ragged_batch(256).prefetch(2)
 
     seg = mask_refs is not None
     ok = np.zeros(n, dtype=bool)
@@ -225,21 +299,27 @@ def decode_pass(refs: np.ndarray, is_zip: bool, mask_refs: np.ndarray | None = N
     mask_shapes = np.zeros((n, 2), dtype=np.int64) if seg else None
     hist = np.zeros((n, 256), dtype=np.int64) if seg else None
     agree = np.ones(n, dtype=bool) if seg else None
+    unknown = np.zeros(n, dtype=np.int64) if seg else None
+    first_unknown = np.full(n, -1, dtype=np.int64) if seg else None
     images, masks = (_Chunks(), _Chunks()) if keep else (None, None)
-    for batch in ds:
-        idx = batch[0].numpy()
-        ok[idx] = True
-        image_shapes[idx] = batch[1].numpy()
-        if seg:
-            mask_shapes[idx] = batch[3].numpy()
-            agree[idx] = batch[5].numpy()
-            hist[idx] = batch[6].numpy()
-        if images is not None:
-            images.add(batch[2], image_shapes[idx])
+    with Progress(label, total=n, unit="files") as bar:
+        for batch in ds:
+            idx = batch[0].numpy()
+            ok[idx] = True
+            image_shapes[idx] = batch[1].numpy()
             if seg:
-                masks.add(batch[4], mask_shapes[idx])
-            if images.nbytes + masks.nbytes > MEMORY_BUDGET_BYTES:
-                images = masks = None  # too big: decode on the fly later
+                mask_shapes[idx] = batch[3].numpy()
+                agree[idx] = batch[5].numpy()
+                hist[idx] = batch[6].numpy()
+                unknown[idx] = batch[7].numpy()
+                first_unknown[idx] = batch[8].numpy()
+            if images is not None:
+                images.add(batch[2], image_shapes[idx])
+                if seg:
+                    masks.add(batch[4], mask_shapes[idx])
+                if images.nbytes + masks.nbytes > MEMORY_BUDGET_BYTES:
+                    images = masks = None  # too big: decode on the fly later
+            bar.update(len(idx))
     return DecodeResult(
         ok,
         image_shapes,
@@ -248,18 +328,9 @@ def decode_pass(refs: np.ndarray, is_zip: bool, mask_refs: np.ndarray | None = N
         masks.assemble() if (seg and masks is not None) else None,
         hist,
         agree,
+        unknown,
+        first_unknown,
     )
-
-
-def decode_error(ref, is_zip: bool) -> str | None:
-    """TensorFlow's message for a file that does not decode, None when it decodes."""
-    try:
-        _decode_native(_read(tf.constant(ref), is_zip))
-    except (tf.errors.OpError, ValueError) as exc:
-        text = getattr(exc, "message", str(exc)).strip().splitlines()[0]
-        text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]|\s*name:\s*$", "", text)
-        return text.strip() or type(exc).__name__
-    return None
 
 
 def handle_failures(result: DecodeResult, locate, on_error: str) -> list[str]:
@@ -311,20 +382,23 @@ def stack_if_uniform(arrays):
     return np.stack(arrays) if len(shapes) == 1 else arrays
 
 
-def lazy_decoder(is_zip: bool, channels: int, task: str, lut: np.ndarray | None = None, size=(None, None)):
+def lazy_decoder(is_zip: bool, channels: int, task: str, lut: np.ndarray | None = None, size=(None, None),
+                 limit: int | None = None, palette: Palette | None = None):  # fmt: skip
     """The per-example decode for a :class:`FileTable` (data too big to keep decoded).
 
     ``size`` is the (height, width) every image has, when the checking pass found one.
     """
     lut_t = None if lut is None else tf.constant(lut, tf.int32)
+    limit = max_image_pixels(limit)
+    table = palette.table() if palette is not None else None
 
     def decode(ref, target):
-        image = tf.io.decode_image(_read(ref, is_zip), channels=channels, expand_animations=False)
+        image = _graph_channels(decode_image(_read(ref, is_zip), limit), channels)
         image.set_shape([*size, channels])
         if task == "classification":
             return image, tf.cast(target, tf.int32)
-        mask = _decode_native(_read(target, is_zip))[..., 0]
-        mask = tf.cast(mask, tf.int32)
+        raw = decode_mask(_read(target, is_zip), limit, colour=table is not None)
+        mask = tf.cast(mask_classes(raw, table)[0], tf.int32)
         if lut_t is not None:
             mask = tf.gather(lut_t, mask)
         mask.set_shape(list(size))
@@ -333,7 +407,8 @@ def lazy_decoder(is_zip: bool, channels: int, task: str, lut: np.ndarray | None 
     return decode
 
 
-def build_table(result: DecodeResult, keep_idx: np.ndarray, refs, targets, is_zip: bool, channels: int, task: str, lut=None):
+def build_table(result: DecodeResult, keep_idx: np.ndarray, refs, targets, is_zip: bool, channels: int, task: str,
+                lut=None, *, limit: int | None = None, palette: Palette | None = None):  # fmt: skip
     """A :class:`MemoryTable` when the decoded data was kept, else a :class:`FileTable`."""
     if result.images is not None:
         images = stack_if_uniform(to_channels(result.images, channels))
@@ -349,7 +424,7 @@ def build_table(result: DecodeResult, keep_idx: np.ndarray, refs, targets, is_zi
         tgt = tgt.astype(np.int32)
     hw = {(int(h), int(w)) for h, w, _ in result.image_shapes[keep_idx]}
     size = hw.pop() if len(hw) == 1 else (None, None)
-    return FileTable(refs[keep_idx], tgt, task, lazy_decoder(is_zip, channels, task, lut, size), None)
+    return FileTable(refs[keep_idx], tgt, task, lazy_decoder(is_zip, channels, task, lut, size, limit, palette), None)
 
 
 def check_tree_split(tree: Tree, split: str, available: list[str], source: str) -> None:
@@ -394,7 +469,7 @@ def list_folder(tree: Tree, split: str, source: str) -> FolderListing:
         if not images:
             raise DataError(
                 f"{source}: class folder {tree.describe(split + '/' + cls)} holds no images "
-                f"(looked for {', '.join(IMAGE_EXTENSIONS)}); remove the folder or add its images"
+                f"(looked for {looked_for()}); remove the folder or add its images"
             )
         label = class_names.index(cls)
         for f in images:
@@ -402,49 +477,3 @@ def list_folder(tree: Tree, split: str, source: str) -> FolderListing:
             names.append(tree.describe(f"{split}/{cls}/{f}"))
             labels.append(label)
     return FolderListing(names, rels, np.asarray(labels, np.int32), class_names, ignored)
-
-
-# ------------------------------------------------------------------------------ segfolder source
-def find_mask_dir(tree: Tree, split: str, source: str) -> tuple[str, str]:
-    """(image folder, mask folder) for ``split``: ``<split>``+``<split>annot`` or ``<split>/images``+``<split>/masks``."""
-    tree.find_root(split)
-    splits = [s for s in split_names(tree) if not s.endswith(MASK_DIR_SUFFIXES)]
-    check_tree_split(tree, split, splits, source)
-    for suffix in MASK_DIR_SUFFIXES:
-        if tree.isdir(split + suffix):
-            return split, split + suffix
-    for images, masks in (("images", "masks"), ("images", "labels"), ("images", "annotations")):
-        if tree.isdir(f"{split}/{images}") and tree.isdir(f"{split}/{masks}"):
-            return f"{split}/{images}", f"{split}/{masks}"
-    raise DataError(
-        f"{source}: found {tree.describe(split)} but no masks for it; expected a mask folder "
-        f"{split}annot/ beside it (CamVid layout) or {split}/images/ with {split}/masks/, "
-        "masks named like their images"
-    )
-
-
-def pair_files(tree: Tree, image_dir: str, mask_dir: str, source: str):
-    """Images and masks matched by file name without extension; unmatched files are an error."""
-    _, image_files = tree.listdir(image_dir)
-    _, mask_files = tree.listdir(mask_dir)
-    ignored = [tree.describe(f"{image_dir}/{f}") for f in image_files if not is_image(f)]
-    ignored += [tree.describe(f"{mask_dir}/{f}") for f in mask_files if not is_image(f)]
-    images = {os.path.splitext(f)[0]: f for f in image_files if is_image(f)}
-    masks = {os.path.splitext(f)[0]: f for f in mask_files if is_image(f)}
-    if not images:
-        raise DataError(f"{source}: {tree.describe(image_dir)} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
-    lonely = sorted(set(images) - set(masks))
-    orphans = sorted(set(masks) - set(images))
-    if lonely or orphans:
-        parts = []
-        if lonely:
-            parts.append(f"{len(lonely)} image(s) without a mask in {tree.describe(mask_dir)}, e.g. {images[lonely[0]]}")
-        if orphans:
-            parts.append(f"{len(orphans)} mask(s) without an image in {tree.describe(image_dir)}, e.g. {masks[orphans[0]]}")
-        raise DataError(f"{source}: " + "; ".join(parts) + "; every image needs a mask with the same file name")
-    stems = sorted(images)
-    return (
-        [f"{image_dir}/{images[s]}" for s in stems],
-        [f"{mask_dir}/{masks[s]}" for s in stems],
-        ignored,
-    )

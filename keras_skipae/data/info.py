@@ -23,6 +23,14 @@ class SourceInfo:
     lists files in the tree that are not images (README, .txt lists), never read.
     Labels of ``-1`` mark examples without a label (e.g. STL-10's ``unlabelled``).
 
+    For segmentation from files: ``mask_values`` counts the pixels of each value
+    read from the mask files (``((value, pixels), ...)``; empty with a
+    ``palette``), ``class_pixels`` the pixels of each class after ``palette``
+    and ``label_map``; ``label_map`` is the remap applied (the one given, or
+    ``{255: 1}`` detected for binary ``{0, 255}`` masks), ``palette`` the
+    :class:`~keras_skipae.data.palette.Palette` used, ``notes`` what was decided
+    for the user (shown by :func:`~keras_skipae.data.describe`).
+
     Example::
 
         ds = data.load("idx:")                  # Fashion-MNIST from Debian's package
@@ -42,6 +50,11 @@ class SourceInfo:
     ignored: tuple = ()
     source: str = ""
     split: str = "train"
+    mask_values: tuple = ()
+    class_pixels: tuple = ()
+    label_map: dict | None = field(default=None, hash=False)
+    palette: Any = field(default=None, hash=False)
+    notes: tuple = ()
     # how to re-read any subset of the examples (used by data.split); not part of equality
     table: Any = field(default=None, repr=False, compare=False)
 
@@ -52,6 +65,17 @@ class SourceInfo:
     def in_memory(self) -> bool:
         """True when the decoded examples are held in memory (no need to cache them again)."""
         return bool(getattr(self.table, "in_memory", False))
+
+
+def warn(message: str) -> None:
+    """A UserWarning attributed to the first caller outside the data package (the user's ``load`` call)."""
+    import sys
+    import warnings
+
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(__package__ + "."):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, UserWarning, stacklevel=level + 1)
 
 
 def attach_info(ds, info: SourceInfo):

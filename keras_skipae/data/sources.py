@@ -1,11 +1,11 @@
 """``data.load(source, split)``: one entry point for every kind of dataset.
 
 Sources: ``"tfds:NAME[/CONFIG]"``, ``"idx:[DIR]"``, ``"folder:PATH"``,
-``"segfolder:PATH"``, ``"npz:PATH"``, an in-memory ``(images, labels)`` tuple
-or a dict ``{"images": ..., "labels" | "masks": ...}``. Every dataset yields
-``(image uint8 [H, W, C], label int32 [])`` for classification or
-``(image uint8 [H, W, C], mask int32 [H, W])`` for segmentation, and carries a
-:class:`~keras_skipae.data.SourceInfo` as ``ds.info``.
+``"segfolder:PATH"``, ``"seglist:LIST"``, ``"npz:PATH"``, an in-memory
+``(images, labels)`` tuple or a dict ``{"images": ..., "labels" | "masks": ...}``.
+Every dataset yields ``(image uint8 [H, W, C], label int32 [])`` for
+classification or ``(image uint8 [H, W, C], mask int32 [H, W])`` for
+segmentation, and carries a :class:`~keras_skipae.data.SourceInfo` as ``ds.info``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,12 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from . import classes as _classes
 from . import files as _files
+from .classes import mask_lut as _lut  # noqa: F401 - the mask LUT tfds_source uses
+from . import decode as _decode
 from .info import DataError, SourceInfo, attach_info
+from .segmentation import load_segfolder, load_seglist, uniform_shape, warn_ignored
 from .tables import MemoryTable
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -27,6 +31,7 @@ FASHION_MNIST_CLASSES = (
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # fmt: skip
 ON_ERROR = ("raise", "skip")
+SCHEMES = ("tfds", "idx", "folder", "segfolder", "seglist", "npz")
 _SPLIT_RE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(?:\[\s*([^\]]*)\s*\])?\s*$")
 
 
@@ -41,6 +46,11 @@ def load(
     label_map: dict | None = None,
     num_classes: int | None = None,
     class_names: tuple | list | None = None,
+    images: str | None = None,
+    masks: str | None = None,
+    root: str | None = None,
+    palette: dict | list | str | None = None,
+    max_image_pixels: int | None = None,
 ) -> tf.data.Dataset:
     """Load ``split`` of ``source`` as a dataset of uint8 images with labels or masks.
 
@@ -52,15 +62,35 @@ def load(
     checking (``{255: 11}``); ``num_classes`` and ``class_names`` override what
     is inferred.
 
+    Segmentation files: ``images``/``masks`` are name patterns for
+    ``segfolder:`` (``"{split}/1st_manual/{stem}_manual1.gif"``, see
+    :mod:`~keras_skipae.data.pairs`); ``root`` is where a ``seglist:`` list's
+    paths start (default: the list's folder); ``palette`` maps mask colours to
+    classes (a dict, a list of colours or a palette file, see
+    :mod:`~keras_skipae.data.palette`). Binary ``{0, 255}`` masks are read as
+    classes ``{0, 1}`` with a warning (``label_map={255: 1}`` says so silently).
+    ``max_image_pixels`` refuses larger image files before decoding them
+    (default 64 megapixels, ``SKIPAE_MAX_IMAGE_PIXELS``).
+
     Example::
 
         ds = load("folder:../shared/data/cifar10/cifar10_jpg.zip", "train")
         ds.info.class_names[:2]                   # ('airplane', 'automobile')
         seg = load("segfolder:../shared/data/camvid", "train", ignore_label=11)
+        seg = load("seglist:../shared/data/camvid", "val", ignore_label=11)       # camvid/val.txt
+        drive = load("segfolder:DRIVE", "training", images="{split}/images/{stem}_{split}.tif",
+                     masks="{split}/1st_manual/{stem}_manual1.gif")              # 2 classes
     """
     if on_error not in ON_ERROR:
         raise DataError(f"on_error={on_error!r}; expected one of {', '.join(ON_ERROR)}")
     opts = dict(ignore_label=ignore_label, label_map=label_map, num_classes=num_classes, class_names=class_names)
+    scheme = source.partition(":")[0] if isinstance(source, str) else "arrays"
+    _check_options(scheme, source, images=images, masks=masks, root=root, palette=palette)
+    if max_image_pixels is not None:
+        try:
+            _decode.max_image_pixels(max_image_pixels)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
     if isinstance(source, (tuple, list)):
         if len(source) != 2:
             raise DataError(f"an in-memory source is (images, labels) or (images, masks); got {len(source)} items")
@@ -70,9 +100,10 @@ def load(
     if not isinstance(source, str) or ":" not in source:
         raise DataError(
             f"unknown data source {source!r}; expected 'tfds:NAME[/CONFIG]', 'idx:[DIR]', 'folder:PATH', "
-            "'segfolder:PATH', 'npz:PATH', an (images, labels) tuple or a dict of arrays"
+            "'segfolder:PATH', 'seglist:LIST', 'npz:PATH', an (images, labels) tuple or a dict of arrays"
         )
-    scheme, _, rest = source.partition(":")
+    rest = source.partition(":")[2]
+    files_opts = dict(on_error=on_error, pixel_limit=max_image_pixels, **opts)
     if scheme == "tfds":
         from .tfds_source import load_tfds
 
@@ -80,12 +111,23 @@ def load(
     if scheme == "idx":
         return _load_idx(rest, split, source, data_dir=data_dir, **opts)
     if scheme == "folder":
-        return _load_folder(rest, split, source, on_error=on_error, **opts)
+        return _load_folder(rest, split, source, **files_opts)
     if scheme == "segfolder":
-        return _load_segfolder(rest, split, source, on_error=on_error, **opts)
+        return load_segfolder(rest, split, source, images=images, masks=masks, palette=palette, **files_opts)
+    if scheme == "seglist":
+        return load_seglist(rest, split, source, root=root, palette=palette, **files_opts)
     if scheme == "npz":
         return _load_npz(rest, split, source, **opts)
-    raise DataError(f"unknown data source scheme {scheme!r} in {source!r}; expected tfds, idx, folder, segfolder or npz")
+    raise DataError(f"unknown data source scheme {scheme!r} in {source!r}; expected {', '.join(SCHEMES)}")
+
+
+def _check_options(scheme: str, source, **given) -> None:
+    """Refuse an option the source does not use (it would be ignored silently)."""
+    used_by = {"images": ("segfolder",), "masks": ("segfolder",), "root": ("seglist",), "palette": ("segfolder", "seglist")}
+    for option, value in given.items():
+        if value is not None and scheme not in used_by[option] and scheme in SCHEMES + ("arrays",):
+            where = source if isinstance(source, str) else "an in-memory source"
+            raise DataError(f"{where}: {option}= applies to {' and '.join(s + ':' for s in used_by[option])} sources only")
 
 
 # ------------------------------------------------------------------------------------ splitting
@@ -137,6 +179,14 @@ def as_uint8_images(images, where: str) -> np.ndarray:
     if images.dtype == np.uint8:
         return images
     if np.issubdtype(images.dtype, np.floating):
+        finite = np.isfinite(images)
+        if not finite.all():
+            bad = int(images.size - np.count_nonzero(finite))
+            first = np.unravel_index(int(np.argmin(finite.reshape(-1))), images.shape)[0]
+            raise DataError(
+                f"{where}: {bad} pixel value(s) are NaN or infinite (the first in image {first}); fix or drop "
+                "those images: their range cannot be read, and one bad value would change the scale of all"
+            )
         lo, hi = (float(images.min()), float(images.max())) if images.size else (0.0, 0.0)
         if lo < 0 or hi > 255:
             raise DataError(f"{where}: float images range over [{lo:g}, {hi:g}]; expected [0, 1] or [0, 255] pixel values")
@@ -149,94 +199,63 @@ def as_uint8_images(images, where: str) -> np.ndarray:
     raise DataError(f"{where}: images of dtype {images.dtype}; expected uint8 or float pixel values")
 
 
-def _from_arrays(images, targets, name, split, *, ignore_label, label_map, num_classes, class_names, source=None):
+def _from_arrays(images, targets, name, split, *, ignore_label, label_map, num_classes, class_names, source=None,
+                 label_where=None):  # fmt: skip
+    """The dataset of in-memory arrays; classes are counted and checked on all of them, then sliced."""
     where = source or name
+    label_where = label_where or where
     images = as_uint8_images(images, where)
     targets = np.asarray(targets)
     if len(targets) != len(images):
         raise DataError(f"{where}: {len(images)} images but {len(targets)} labels; give one label (or mask) per image")
     base, spec = parse_split(split)
     idx = slice_indices(len(images), spec, split)
-    images, targets = images[idx], targets[idx]
     if targets.ndim == 1 or (targets.ndim == 2 and targets.shape[1] == 1 and images.shape[1] != 1):
-        labels = _remap(targets.reshape(-1).astype(np.int64), label_map)
-        n_cls = _classes_for(labels, num_classes, class_names, where)
-        _check_labels(labels, n_cls, where, lambda i: f"example {idx[i]}")
+        labels = _classes.remap(_classes.label_ids(targets.reshape(-1), label_where), label_map)
+        n_cls = _classes.classes_for(labels, num_classes, class_names, label_where)
+        _classes.check_labels(labels, n_cls, label_where, lambda i: f"example {i}")
         info = SourceInfo(
-            name=name, task="classification", num_classes=n_cls, class_names=_names(class_names, n_cls),
-            channels=images.shape[-1], image_shape=tuple(images.shape[1:]), num_examples=len(images),
-            source=where, split=split,
+            name=name, task="classification", num_classes=n_cls, class_names=_classes.names_for(class_names, n_cls),
+            channels=images.shape[-1], image_shape=tuple(images.shape[1:]), num_examples=len(idx),
+            source=where, split=split, label_map=dict(label_map) if label_map else None,
         )  # fmt: skip
-        table = MemoryTable(images, labels.astype(np.int32), "classification")
-    else:
-        masks = targets[..., 0] if targets.ndim == 4 and targets.shape[-1] == 1 else targets
-        if masks.shape[1:3] != images.shape[1:3] or masks.ndim != 3:
-            raise DataError(
-                f"{where}: masks have shape {targets.shape} but images {images.shape}; "
-                "expected one (H, W) mask per image of the same height and width"
-            )
-        masks = _remap(masks.astype(np.int64), label_map)
-        n_cls = _seg_classes(np.unique(masks), num_classes, ignore_label, class_names, where)
-        _check_mask_values(np.unique(masks), n_cls, ignore_label, where)
-        info = SourceInfo(
-            name=name, task="segmentation", num_classes=n_cls, class_names=_names(class_names, n_cls),
-            channels=images.shape[-1], image_shape=tuple(images.shape[1:]), num_examples=len(images),
-            ignore_label=ignore_label, source=where, split=split,
-        )  # fmt: skip
-        table = MemoryTable(images, masks.astype(np.int32), "segmentation")
+        table = MemoryTable(images[idx], labels[idx].astype(np.int32), "classification")
+        return attach_info(table.dataset(), info.replace(table=table))
+    if targets.ndim == 2:
+        _classes.refuse_one_hot(targets, label_where)
+    if targets.ndim == 4 and targets.shape[-1] > 1 and targets.shape[1:3] == images.shape[1:3]:
+        raise DataError(
+            f"{label_where}: masks of shape {targets.shape} have {targets.shape[-1]} channels; expected one class "
+            "id per pixel, (N, H, W): for one-hot masks pass masks.argmax(axis=-1)"
+        )
+    masks = targets[..., 0] if targets.ndim == 4 and targets.shape[-1] == 1 else targets
+    if masks.shape[1:3] != images.shape[1:3] or masks.ndim != 3:
+        raise DataError(
+            f"{where}: masks have shape {targets.shape} but images {images.shape}; "
+            "expected one (H, W) mask per image of the same height and width"
+        )
+    masks = _classes.label_ids(masks, label_where, "mask values")
+    present = np.unique(masks)
+    detected = _classes.binary_mask_map(present, label_map=label_map, palette=None, ignore_label=ignore_label,
+                                        num_classes=num_classes, where=label_where)  # fmt: skip
+    applied = detected or label_map or None
+    masks = _classes.remap(masks, applied)
+    all_values = np.unique(masks)
+    n_cls = _classes.seg_classes(all_values, num_classes, ignore_label, class_names, label_where)
+    _classes.check_mask_values(all_values, n_cls, ignore_label, label_where)
+    raw_values, raw_counts = np.unique(targets[idx], return_counts=True) if len(present) <= 256 else ((), ())
+    values, counts = np.unique(masks[idx], return_counts=True)
+    info = SourceInfo(
+        name=name, task="segmentation", num_classes=n_cls, class_names=_classes.names_for(class_names, n_cls),
+        channels=images.shape[-1], image_shape=tuple(images.shape[1:]), num_examples=len(idx),
+        ignore_label=ignore_label, source=where, split=split,
+        mask_values=tuple((int(v), int(c)) for v, c in zip(raw_values, raw_counts)),
+        class_pixels=tuple((int(v), int(c)) for v, c in zip(values, counts)),
+        label_map=dict(applied) if applied else None,
+        notes=("binary masks: values {0, 255} read as classes {0, 1} (label_map={255: 1})",) if detected else (),
+    )  # fmt: skip
+    table = MemoryTable(images[idx], masks[idx].astype(np.int32), "segmentation")
     return attach_info(table.dataset(), info.replace(table=table))
-
-
-def _remap(values: np.ndarray, label_map: dict | None) -> np.ndarray:
-    if not label_map:
-        return values
-    out = values.copy()
-    for old, new in label_map.items():
-        out[values == int(old)] = int(new)
-    return out
-
-
-def _names(class_names, n: int) -> tuple:
-    if class_names is None:
-        return tuple(str(i) for i in range(n))
-    return tuple(str(c) for c in class_names)
-
-
-def _classes_for(labels: np.ndarray, num_classes, class_names, where: str) -> int:
-    if class_names is not None and num_classes is not None and len(class_names) != num_classes:
-        raise DataError(f"{where}: {len(class_names)} class_names but num_classes={num_classes}; give matching values")
-    if num_classes is None:
-        num_classes = len(class_names) if class_names is not None else int(labels.max(initial=-1)) + 1
-    return max(int(num_classes), 1)
-
-
-def _check_labels(labels: np.ndarray, num_classes: int, where: str, locate) -> None:
-    bad = np.flatnonzero((labels >= num_classes) | (labels < -1))
-    if len(bad):
-        i = bad[0]
-        raise DataError(
-            f"{where}: label {labels[i]} of {locate(i)} is outside [0, {num_classes}) "
-            f"({len(bad)} such label(s)); fix the labels, pass num_classes=, or remap with label_map="
-        )
-
-
-def _seg_classes(values: np.ndarray, num_classes, ignore_label, class_names, where) -> int:
-    if num_classes is None and class_names is not None:
-        num_classes = len(class_names)
-    if num_classes is None:
-        real = values[values != ignore_label] if ignore_label is not None else values
-        num_classes = int(real.max(initial=-1)) + 1
-    return max(int(num_classes), 1)
-
-
-def _check_mask_values(values: np.ndarray, num_classes: int, ignore_label, where: str, file: str | None = None) -> None:
-    bad = [int(v) for v in values if (v < 0 or v >= num_classes) and v != ignore_label]
-    if bad:
-        loc = f"mask {file}" if file else where
-        raise DataError(
-            f"{loc}: label value {bad[0]} is outside [0, {num_classes}) and is not the ignore label "
-            f"({ignore_label}); all bad values: {bad[:10]}; pass ignore_label=, num_classes= or remap with label_map="
-        )
 
 
 # ----------------------------------------------------------------------------------------- idx
@@ -341,116 +360,55 @@ def _load_npz(path, split, source, **opts):
                 f"{source}: no arrays for split {base!r} in {path} (keys: {sorted(keys)}); expected "
                 f"x_{base}/y_{base}, {base}_images/{base}_labels (or _masks), or images/labels"
             )
+
+    def array(key):
+        try:
+            return arrays[key]
+        except ValueError as exc:  # object arrays (strings, lists) need pickle, which is not allowed
+            raise DataError(
+                f"{source}: key {key!r} of {path} is an object array ({exc}); expected numbers: uint8 or float "
+                "pixels for images, integer class ids for labels (strings must be numbered first)"
+            ) from None
+
     if opts.get("class_names") is None and "class_names" in keys:
-        opts["class_names"] = tuple(str(c) for c in arrays["class_names"])
+        opts["class_names"] = tuple(str(c) for c in array("class_names"))
     name = os.path.splitext(os.path.basename(path))[0]
-    return _from_arrays(arrays[x_key], arrays[y_key], name, split, source=f"{source} ({x_key}, {y_key})", **opts)
+    return _from_arrays(array(x_key), array(y_key), name, split, source=f"{source} key {x_key!r}",
+                        label_where=f"{source} key {y_key!r}", **opts)  # fmt: skip
 
 
 # -------------------------------------------------------------------------------- folder trees
-def _load_folder(path, split, source, *, on_error, ignore_label, label_map, num_classes, class_names):
+def _load_folder(path, split, source, *, on_error, ignore_label, label_map, num_classes, class_names,
+                 pixel_limit=None):  # fmt: skip
     base, spec = parse_split(split)
     tree = _files.Tree(path)
+    limit = _decode.max_image_pixels(pixel_limit)
     listing = _files.list_folder(tree, base, source)
     idx = slice_indices(len(listing.rels), spec, split)
     names = [listing.names[i] for i in idx]
-    labels = _remap(listing.labels[idx].astype(np.int64), label_map)
+    labels = _classes.remap(listing.labels[idx].astype(np.int64), label_map)
     names_out = class_names if class_names is not None else (None if label_map else listing.class_names)
-    n_cls = _classes_for(labels, num_classes, names_out, source) if names_out is not None or num_classes else int(labels.max(initial=-1)) + 1
-    _check_labels(labels, n_cls, source, lambda i: names[i])
+    if names_out is not None or num_classes:
+        n_cls = _classes.classes_for(labels, num_classes, names_out, source)
+    else:
+        n_cls = int(labels.max(initial=-1)) + 1
+    _classes.check_labels(labels, n_cls, source, lambda i: names[i])
     refs = tree.refs([listing.rels[i] for i in idx])
-    result = _files.decode_pass(refs, tree.is_zip)
+    result = _files.decode_pass(refs, tree.is_zip, limit=limit, label=f"decoding {len(refs)} images")
     skipped = _files.handle_failures(
-        result, lambda i: (names[i], _files.decode_error(refs[i], tree.is_zip) or "failed to decode"), on_error
+        result,
+        lambda i: (names[i], _decode.decode_error(refs[i], tree.is_zip, limit=limit) or "failed to decode"),
+        on_error,
     )
     keep = np.flatnonzero(result.ok)
     channels = _files.choose_channels(result.image_shapes[keep]) if len(keep) else 3
-    table = _files.build_table(result, keep, refs, labels, tree.is_zip, channels, "classification")
+    table = _files.build_table(result, keep, refs, labels, tree.is_zip, channels, "classification", limit=limit)
     info = SourceInfo(
         name=os.path.splitext(os.path.basename(tree.path))[0], task="classification", num_classes=n_cls,
-        class_names=_names(names_out, n_cls), channels=channels,
-        image_shape=_uniform_shape(result.image_shapes[keep], channels), num_examples=len(keep),
-        skipped=len(skipped), skipped_files=tuple(skipped), ignored=tuple(listing.ignored), source=source, split=split,
+        class_names=_classes.names_for(names_out, n_cls), channels=channels,
+        image_shape=uniform_shape(result.image_shapes[keep], channels), num_examples=len(keep),
+        skipped=len(skipped), skipped_files=tuple(skipped), ignored=tuple(listing.ignored), source=source,
+        split=split, label_map=dict(label_map) if label_map else None,
     )  # fmt: skip
-    _warn_ignored(listing.ignored, source)
+    warn_ignored(listing.ignored, source)
     return attach_info(table.dataset(), info.replace(table=table))
-
-
-def _load_segfolder(path, split, source, *, on_error, ignore_label, label_map, num_classes, class_names):
-    base, spec = parse_split(split)
-    tree = _files.Tree(path)
-    image_dir, mask_dir = _files.find_mask_dir(tree, base, source)
-    image_rels, mask_rels, ignored = _files.pair_files(tree, image_dir, mask_dir, source)
-    idx = slice_indices(len(image_rels), spec, split)
-    image_rels, mask_rels = [image_rels[i] for i in idx], [mask_rels[i] for i in idx]
-    image_names = [tree.describe(r) for r in image_rels]
-    mask_names = [tree.describe(r) for r in mask_rels]
-    refs, mask_refs = tree.refs(image_rels), tree.refs(mask_rels)
-    result = _files.decode_pass(refs, tree.is_zip, mask_refs)
-
-    def locate(i):  # the image or its mask, whichever does not decode
-        message = _files.decode_error(refs[i], tree.is_zip)
-        if message is not None:
-            return image_names[i], message
-        return mask_names[i], _files.decode_error(mask_refs[i], tree.is_zip) or "failed to decode"
-
-    skipped = _files.handle_failures(result, locate, on_error)
-    keep = np.flatnonzero(result.ok)
-    for i in keep:
-        ih, iw = result.image_shapes[i][:2]
-        mh, mw = result.mask_shapes[i][:2]
-        if (ih, iw) != (mh, mw):
-            raise DataError(
-                f"{source}: mask {mask_names[i]} is {mh}x{mw} but its image {image_names[i]} is {ih}x{iw} "
-                "(height x width); masks must have their image's size"
-            )
-        if not result.mask_agree[i]:
-            raise DataError(
-                f"{source}: mask {mask_names[i]} is a colour image whose channels differ; expected single-channel "
-                "class indices (a grey PNG, mode L). Colour-coded masks and palette PNGs (mode P, as in "
-                "Pascal VOC) must be converted to index images first, e.g. with Pillow: "
-                "Image.fromarray(np.array(Image.open(f))).save(f)"
-            )
-    lut = _lut(label_map)
-    hist = result.mask_hist[keep]
-    present = np.flatnonzero(hist.sum(axis=0))
-    mapped = np.unique(lut[present]) if lut is not None else present
-    n_cls = _seg_classes(mapped, num_classes, ignore_label, class_names, source)
-    for i in keep:  # name the file of a bad value
-        values = np.flatnonzero(result.mask_hist[i])
-        values = lut[values] if lut is not None else values
-        _check_mask_values(np.unique(values), n_cls, ignore_label, source, file=mask_names[i])
-    channels = _files.choose_channels(result.image_shapes[keep]) if len(keep) else 3
-    table = _files.build_table(result, keep, refs, mask_refs, tree.is_zip, channels, "segmentation", lut)
-    info = SourceInfo(
-        name=os.path.splitext(os.path.basename(tree.path))[0], task="segmentation", num_classes=n_cls,
-        class_names=_names(class_names, n_cls), channels=channels,
-        image_shape=_uniform_shape(result.image_shapes[keep], channels), num_examples=len(keep),
-        ignore_label=ignore_label, skipped=len(skipped), skipped_files=tuple(skipped), ignored=tuple(ignored),
-        source=source, split=split,
-    )  # fmt: skip
-    _warn_ignored(ignored, source)
-    return attach_info(table.dataset(), info.replace(table=table))
-
-
-def _lut(label_map: dict | None) -> np.ndarray | None:
-    if not label_map:
-        return None
-    lut = np.arange(256, dtype=np.int64)
-    for old, new in label_map.items():
-        if not 0 <= int(old) < 256:
-            raise DataError(f"label_map key {old!r}: mask files hold values 0..255")
-        lut[int(old)] = int(new)
-    return lut
-
-
-def _uniform_shape(shapes: np.ndarray, channels: int):
-    hw = {(int(s[0]), int(s[1])) for s in shapes}
-    return (*hw.pop(), int(channels)) if len(hw) == 1 else None
-
-
-def _warn_ignored(ignored: list, source: str) -> None:
-    if ignored:
-        import warnings
-
-        warnings.warn(f"{source}: {len(ignored)} non-image file(s) not read, e.g. {ignored[0]}", stacklevel=3)
