@@ -14,6 +14,8 @@ PYTEST_ARGS ?=
 ENV_CHOICE = $(eval ENV_CHOICE := $(shell PYTHON='$(PYTHON)' VENV='$(VENV)' sh tools/python-env.sh || echo FAILED))$(ENV_CHOICE)
 PY = $(word 1,$(ENV_CHOICE))
 VENV_BASE = $(word 2,$(ENV_CHOICE))
+# the environment's scripts (skipae, saved_model_cli), first on PATH as activating it would put them
+BIN = $(shell "$(PY)" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
 FASHION_MNIST = /usr/share/datasets/fashion-mnist
 TFDS_FASHION_MNIST = $${TFDS_DATA_DIR:-$$HOME/tensorflow_datasets}/fashion_mnist
 
@@ -48,7 +50,7 @@ install: env fashion-mnist
 
 # on every core (pytest-xdist), at most 4 workers: each holds its own TensorFlow
 test: install
-	"$(PY)" -m pytest -q -n auto --maxprocesses=4 $(PYTEST_ARGS)
+	PATH="$(BIN):$$PATH" "$(PY)" -m pytest -q -n auto --maxprocesses=4 $(PYTEST_ARGS)
 
 quickstart: install
 	@if [ ! -d $(FASHION_MNIST) ] && [ ! -d "$(TFDS_FASHION_MNIST)" ]; then \
@@ -57,4 +59,4 @@ quickstart: install
 		{ printf '%s\n' "$$out" | tail -n 5 >&2; \
 		  echo "error: could not download Fashion-MNIST with TFDS; install Debian's dataset-fashion-mnist or see README 'Data'" >&2; exit 1; }; \
 	fi
-	"$$("$(PY)" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/skipae" quickstart
+	PATH="$(BIN):$$PATH" skipae quickstart
