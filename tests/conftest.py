@@ -1,8 +1,10 @@
 """Test setup: quiet TensorFlow, two logical CPU devices for distribution tests."""
 
-import os
+from keras_skipae.tf_startup import quiet_tensorflow_startup
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# as the skipae command does: TensorFlow's C++ start-up lines stay out of the report (unless
+# TF_CPP_MIN_LOG_LEVEL is set); the level is inherited by the processes tests start
+quiet_tensorflow_startup()
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
