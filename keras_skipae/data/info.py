@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,9 +71,6 @@ class SourceInfo:
 
 def warn(message: str) -> None:
     """A UserWarning attributed to the first caller outside the data package (the user's ``load`` call)."""
-    import sys
-    import warnings
-
     level, frame = 1, sys._getframe(1)
     while frame is not None and frame.f_globals.get("__name__", "").startswith(__package__ + "."):
         level, frame = level + 1, frame.f_back

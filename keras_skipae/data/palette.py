@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from .decode import max_image_pixels, pillow_pixels
 from .info import DataError
 
 _TEXT_SUFFIXES = (".txt", ".csv", ".tsv", ".lst", "")
@@ -136,8 +137,6 @@ def _read_palette_file(path: str) -> Palette:
     origin = os.path.basename(path)
     if os.path.splitext(path)[1].lower() in _TEXT_SUFFIXES:
         return _read_palette_text(path, origin)
-    from .decode import max_image_pixels, pillow_pixels
-
     with open(path, "rb") as f:
         data = f.read()
     try:

@@ -18,12 +18,11 @@ from .decode import decode_error, max_image_pixels
 from .info import DataError, SourceInfo, attach_info, warn
 from .palette import describe_colour, read_palette
 from .pairs import Pairs, folder_pairs, list_pairs
+from .slices import parse_split, slice_indices
 
 
 def load_segfolder(path, split, source, *, images=None, masks=None, **opts):
     """``segfolder:PATH``: ``split``'s images and masks in a directory or zip, paired by name pattern."""
-    from .sources import parse_split
-
     base, spec = parse_split(split)
     tree = _files.Tree(path)
     pairs = folder_pairs(tree, base, images, masks, source)
@@ -33,8 +32,6 @@ def load_segfolder(path, split, source, *, images=None, masks=None, **opts):
 
 def load_seglist(spec_path, split, source, *, root=None, **opts):
     """``seglist:LIST``: the pairs a list file names (``LIST`` may hold ``{split}`` or be a folder of lists)."""
-    from .sources import parse_split
-
     base, spec = parse_split(split)
     tree, pairs, list_file = list_pairs(spec_path, base, root, source)
     name = os.path.basename(os.path.dirname(os.path.abspath(list_file))) or "pairs"
@@ -44,8 +41,6 @@ def load_seglist(spec_path, split, source, *, root=None, **opts):
 def load_pairs(tree, pairs: Pairs, split, spec, source, name, *, on_error, ignore_label, label_map, num_classes,
                class_names, palette=None, pixel_limit=None):  # fmt: skip
     """Decode and check ``pairs`` (the slice ``spec`` of them) into a segmentation dataset."""
-    from .sources import slice_indices
-
     limit = max_image_pixels(pixel_limit)
     pal = read_palette(palette) if palette is not None else None
     idx = slice_indices(len(pairs.images), spec, split)

@@ -19,11 +19,12 @@ import tensorflow as tf
 
 from . import classes as _classes
 from . import files as _files
-from .classes import mask_lut as _lut  # noqa: F401 - the mask LUT tfds_source uses
 from . import decode as _decode
 from .info import DataError, SourceInfo, attach_info
 from .segmentation import load_segfolder, load_seglist, uniform_shape, warn_ignored
+from .slices import parse_split, slice_indices
 from .tables import MemoryTable
+from .tfds_source import load_tfds
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (
@@ -32,7 +33,6 @@ FASHION_MNIST_CLASSES = (
 )  # fmt: skip
 ON_ERROR = ("raise", "skip")
 SCHEMES = ("tfds", "idx", "folder", "segfolder", "seglist", "npz")
-_SPLIT_RE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(?:\[\s*([^\]]*)\s*\])?\s*$")
 
 
 def load(
@@ -105,8 +105,6 @@ def load(
     rest = source.partition(":")[2]
     files_opts = dict(on_error=on_error, pixel_limit=max_image_pixels, **opts)
     if scheme == "tfds":
-        from .tfds_source import load_tfds
-
         return load_tfds(rest, split, source, data_dir=data_dir, download=download, **opts)
     if scheme == "idx":
         return _load_idx(rest, split, source, data_dir=data_dir, **opts)
@@ -131,37 +129,6 @@ def _check_options(scheme: str, source, **given) -> None:
 
 
 # ------------------------------------------------------------------------------------ splitting
-def parse_split(split: str) -> tuple[str, str | None]:
-    """``"train[:90%]"`` -> ``("train", ":90%")``."""
-    m = _SPLIT_RE.match(split or "")
-    if not m:
-        raise DataError(f"cannot read split {split!r}; expected a name with optional slicing, e.g. 'train' or 'train[:90%]'")
-    return m.group(1), m.group(2)
-
-
-def slice_indices(n: int, spec: str | None, split: str) -> np.ndarray:
-    """Indices of ``range(n)`` selected by a TFDS-style slice like ``":90%"`` or ``"100:-100"``."""
-    if spec is None:
-        return np.arange(n)
-    parts = spec.split(":")
-    if len(parts) != 2:
-        raise DataError(f"cannot read the slice in split {split!r}; expected [start:stop] with ints or percentages")
-
-    def bound(text: str):
-        text = text.strip()
-        if not text:
-            return None
-        try:
-            if text.endswith("%"):
-                return int(round(n * float(text[:-1]) / 100.0))
-            return int(text)
-        except ValueError:
-            raise DataError(f"cannot read {text!r} in split {split!r}; expected an int or a percentage like 90%") from None
-
-    return np.arange(n)[slice(bound(parts[0]), bound(parts[1]))]
-
-
-# ----------------------------------------------------------------------------------- in memory
 def _from_dict(d: dict, split: str, **opts):
     if "images" not in d or ("labels" not in d and "masks" not in d):
         raise DataError(f"a dict source needs 'images' and 'labels' (or 'masks'); got keys {sorted(d)}")
@@ -294,9 +261,7 @@ def _load_idx(directory, split, source, *, data_dir, **opts):
         else:
             cached = _tfds_fashion_mnist(data_dir)
             if cached is not None:
-                from .tfds_source import load_tfds
-
-                return load_tfds("fashion_mnist", split, source, data_dir=cached, download=False, **opts)
+                        return load_tfds("fashion_mnist", split, source, data_dir=cached, download=False, **opts)
             raise DataError(
                 f"{source}: no Fashion-MNIST found: {DEBIAN_FASHION_MNIST} does not exist and no prepared "
                 f"fashion_mnist is in the TFDS cache ({data_dir or _tfds_default_dir()}). Install Debian's package "

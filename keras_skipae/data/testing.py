@@ -10,9 +10,11 @@ but seeded; each class has its own mean colour, so a classifier can learn them.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import struct
 import zipfile
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -42,8 +44,6 @@ def encode(image: np.ndarray, fmt: str) -> bytes:
     if fmt in ("jpg", "jpeg"):
         return tf.io.encode_jpeg(image if image.ndim == 3 else image[..., None], quality=95).numpy()
     if fmt in PILLOW_FORMATS:
-        import io
-
         from PIL import Image
 
         array = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
@@ -57,8 +57,6 @@ def encode(image: np.ndarray, fmt: str) -> bytes:
 def blank_png(width: int, height: int) -> bytes:
     """A valid grey PNG of any size holding zeros, written row by row: a 20000x20000 one is 0.4 MB
     on disk and 400 MB decoded (what the pixel limit is for)."""
-    import zlib
-
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 

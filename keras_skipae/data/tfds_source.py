@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from .classes import mask_lut
 from .info import DataError, SourceInfo, attach_info
 from .tables import StreamTable
 
@@ -70,10 +71,8 @@ def load_tfds(name, split, source, *, data_dir=None, download=False, ignore_labe
                 num_classes = len(class_names)
             else:
                 raise DataError(f"{source}: give num_classes= for the segmentation masks of {name}")
-        from .sources import _lut  # the validated mask LUT of the file sources (keys 0..255)
-
         try:
-            lut = _lut(label_map)
+            lut = mask_lut(label_map)
         except DataError as exc:
             raise DataError(f"{source}: {exc}") from None
         lut_t = tf.constant(lut if lut is not None else np.arange(256), tf.int32)
