@@ -96,3 +96,9 @@ def test_colour_mask_without_a_palette_says_to_pass_one(tmp_path):
     (tmp_path / "cam" / "trainannot" / "f0000.png").write_bytes(encode(colour, "png"))
     with pytest.raises(DataError, match=r"f0000\.png is a colour image.*palette PNGs.*pass palette="):
         data.load(f"segfolder:{path}")
+
+
+def test_index_masks_read_with_a_palette_get_the_hint(tmp_path):
+    path = write_segfolder(tmp_path / "cam", 1, num_classes=3)
+    with pytest.raises(DataError, match=r"colour RGB \((\d), \1, \1\).*it is grey: if the masks hold class ids already"):
+        data.load(f"segfolder:{path}", palette={VOID: 0, SKY: 1})

@@ -16,7 +16,7 @@ from . import classes as _classes
 from . import files as _files
 from .decode import decode_error, max_image_pixels
 from .info import DataError, SourceInfo, attach_info, warn
-from .palette import describe_colour, read_palette
+from .palette import colour_of, describe_colour, read_palette
 from .pairs import Pairs, folder_pairs, list_pairs
 from .slices import parse_split, slice_indices
 
@@ -120,6 +120,9 @@ def _check_files(result, keep, image_names, mask_names, source, pal) -> None:
     if bad:
         i = bad[0]
         more = f" ({len(bad) - 1} more mask(s) hold colours not in the palette)" if len(bad) > 1 else ""
+        r, g, b = colour_of(int(result.unknown_colour[i]))
+        if r == g == b:
+            more += f"; it is grey: if the masks hold class ids already (value {r} = class {r}), leave palette= out"
         raise DataError(
             f"{source}: mask {mask_names[i]} has {result.unknown_pixels[i]} pixel(s) of colour "
             f"{describe_colour(result.unknown_colour[i])}, which is not in the palette ({pal.origin}: "
