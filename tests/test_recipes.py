@@ -317,3 +317,22 @@ def test_the_recorded_recipe_is_written_atomically(tmp_path, monkeypatch):
     assert "recipe.yaml" in replaced
     assert recipes.validate(yaml.safe_load((run / "recipe.yaml").read_text())) == recipes.load_recipe(recipe)
     assert not list(run.glob(".*.tmp"))
+
+
+def test_a_recipe_trains_a_segmenter_on_drive_as_distributed(tmp_path):
+    """The user's own layout through documented recipe keys: mask-name patterns, binary masks -> 2 classes."""
+    from keras_skipae.data.testing import write_drive
+
+    root = write_drive(tmp_path / "DRIVE", {"training": 6, "test": 2})
+    recipe = recipes.validate({
+        "name": "drive", "seed": 0,
+        "data": {"source": f"segfolder:{root}", "train_split": "training", "eval_split": "test",
+                 "val_fraction": 0.0, "images": "{split}/images/{stem}_{split}.tif",
+                 "masks": "{split}/1st_manual/{stem}_manual1.gif", "label_map": {255: 1}},
+        "model": {"preset": "tiny", "overrides": {"widths": [4, 8]}},
+        "stages": {"seg": {"kind": "finetune", "train_on": "all", "val_on": "none", "epochs": 1, "batch_size": 2}},
+    })
+    results = recipes.run(recipe, run_dir=tmp_path / "run", echo=lambda line: None)
+    seg = results["stages"]["seg"]
+    assert seg["kind"] == "segmenter" and set(seg["metrics"]) >= {"mean_iou", "pixel_accuracy"}
+    assert ks.load(tmp_path / "run" / "seg" / "model.keras").arch.num_classes == 2, "vessel / background, not 256"

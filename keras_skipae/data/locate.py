@@ -15,7 +15,7 @@ from .info import DataError
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 PROJECT_ROOT = PACKAGE_DIR.parent
-PATH_SCHEMES = ("idx", "folder", "segfolder", "npz")
+PATH_SCHEMES = ("idx", "folder", "segfolder", "seglist", "npz")
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 
@@ -45,15 +45,17 @@ def resolve_source(source: str | list[str]) -> str:
     for option in options:
         scheme, sep, rest = option.partition(":")
         if not sep:
-            problems.append(f"{option!r} has no scheme (expected tfds:, idx:, folder:, segfolder: or npz:)")
+            problems.append(f"{option!r} has no scheme (expected tfds:, idx:, folder:, segfolder:, seglist: or npz:)")
             continue
         if scheme not in PATH_SCHEMES:
             return option
         if scheme == "idx" and not rest:
             rest = FASHION_MNIST_DIR
-        found = resolve_path(rest)
+        # a list path may name its split as {split}: the folder holding the lists must exist
+        probe = os.path.dirname(rest) if scheme == "seglist" and "{split}" in rest else rest
+        found = resolve_path(probe)
         if found is not None:
-            return f"{scheme}:{found}"
+            return f"{scheme}:{found / os.path.basename(rest) if probe != rest else found}"
         places = dict.fromkeys(str(p) for p in (Path.cwd(), PROJECT_ROOT))
         problems.append(f"{option!r}: path {rest!r} does not exist (looked in {' and '.join(places)})")
     hint = ""

@@ -170,6 +170,14 @@ class DataConfig(Strict):
     on_error: Literal["raise", "skip"] = "raise"
     normalise: Literal["dataset", "none"] = "dataset"
     stats_limit: Count = Field(default=10000, ge=1)
+    # the user's own segmentation data (see keras_skipae.data.load): masks found by pattern or pair list
+    images: Optional[str] = None
+    masks: Optional[str] = None
+    root: Optional[str] = None
+    palette: Union[dict[str, int], list, str, None] = None
+    num_classes: Optional[Count] = Field(default=None, ge=1)
+    class_names: Optional[list[str]] = None
+    max_image_pixels: Optional[Count] = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _one_label_budget(self):
@@ -179,8 +187,13 @@ class DataConfig(Strict):
 
     def load_options(self) -> dict:
         """The :func:`keras_skipae.data.load` keyword arguments this section sets."""
-        return {"data_dir": self.data_dir, "download": self.download, "ignore_label": self.ignore_label,
-                "label_map": self.label_map, "on_error": self.on_error}
+        options = {"data_dir": self.data_dir, "download": self.download, "ignore_label": self.ignore_label,
+                   "label_map": self.label_map, "on_error": self.on_error}
+        # source-specific options only when set: a source that does not use one refuses it by name
+        for key in ("images", "masks", "root", "palette", "num_classes", "class_names", "max_image_pixels"):
+            if getattr(self, key) is not None:
+                options[key] = getattr(self, key)
+        return options
 
 
 _SUBSET = r"^(all|labelled|unlabelled|val|eval|split:[\w\-\[\]:%.+]+)$"
