@@ -40,6 +40,31 @@ PRECISIONS = get_args(Precision)
 MODEL_KINDS = get_args(ModelKind)
 
 
+DEFAULT_CORRUPTION_LEVEL = 0.25
+
+
+def parse_corruption(text: str | None) -> tuple[str, float] | None:
+    """``"masking:0.25"`` -> ("masking", 0.25); ``"masking"`` -> ("masking", 0.25); ``"none"``/"" -> None.
+
+    The command line's form of a corruption (the probe's held-out noise, for example).
+
+    >>> parse_corruption("salt_pepper:0.1")
+    ('salt_pepper', 0.1)
+    """
+    if text is None or text.strip() in ("", "none"):
+        return None
+    kind, _, level = text.strip().partition(":")
+    if kind not in CORRUPTIONS or kind == "none":
+        raise ValueError(f"corruption {text!r}: the kind must be one of {', '.join(c for c in CORRUPTIONS if c != 'none')}"
+                         " (or 'none'), as KIND:LEVEL, e.g. masking:0.25")
+    try:
+        value = float(level) if level else DEFAULT_CORRUPTION_LEVEL
+    except ValueError:
+        raise ValueError(f"corruption {text!r}: the level {level!r} is not a number; expected KIND:LEVEL such as "
+                         "masking:0.25") from None
+    return kind, value
+
+
 @dataclass(frozen=True)
 class Arch:
     """Every number that defines a keras_skipae network.

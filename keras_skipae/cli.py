@@ -14,7 +14,7 @@ from typing import get_args
 
 import click
 
-from .arch import POOLINGS, PRECISIONS, STRATEGIES, TuneAlgorithm, TuneObjective
+from .arch import POOLINGS, PRECISIONS, STRATEGIES, TuneAlgorithm, TuneObjective, parse_corruption
 from .tf_startup import quiet_tensorflow_startup
 
 
@@ -264,16 +264,6 @@ def export_cmd(source, formats, out, stage, name, version, opset, samples, overw
 # probe, study, tune: thin shells over keras_skipae.probe, keras_skipae.recipes.study, keras_skipae.tune
 
 
-def _parse_corruption(text: str):
-    if text in ("none", ""):
-        return None
-    kind, _, level = text.partition(":")
-    try:
-        return kind, float(level or 0.25)
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: expected KIND:LEVEL such as masking:0.25, or none") from None
-
-
 @main.command("probe", short_help="Reconstruction vs feature quality of every checkpoint.")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--data", "source", default=None, help="Data source (default: the first run's recipe.yaml data.source).")
@@ -324,7 +314,7 @@ def probe_cmd(runs, source, labelled_split, heldout_split, labels_per_class, max
     )
     out = out or (Path(runs[0]) / "probe" if Path(runs[0]).is_dir() else Path("probe"))
     table = probe.probe_run(list(runs), labelled, heldout, out_dir=out, pooling=pooling, knn_k=knn_k,
-                            corruption=_parse_corruption(corruption), baselines=not no_baselines,
+                            corruption=parse_corruption(corruption), baselines=not no_baselines,
                             finetune_epochs=finetune_epochs, n_boot=n_boot, seed=seed, verbose=True)
     click.echo(str(table))
     click.echo(f"written to {out}")

@@ -174,3 +174,15 @@ def test_autoencoder_learns_to_reconstruct():
     before = ae.evaluate(x, x, verbose=0)
     ae.fit(x, x, epochs=15, batch_size=16, verbose=0)
     assert ae.evaluate(x, x, verbose=0) < 0.5 * before
+
+
+def test_corruption_specs_parse_in_one_place():
+    from keras_skipae.arch import parse_corruption
+
+    assert parse_corruption("masking:0.5") == ("masking", 0.5)
+    assert parse_corruption("gaussian") == ("gaussian", 0.25)
+    assert parse_corruption("none") is None and parse_corruption("") is None
+    with pytest.raises(ValueError, match="the kind must be one of gaussian, masking, salt_pepper"):
+        parse_corruption("blur:0.1")
+    with pytest.raises(ValueError, match="the level 'x' is not a number"):
+        parse_corruption("masking:x")
