@@ -145,3 +145,16 @@ def test_importing_the_package_loads_no_optional_feature():
                          cwd=PACKAGE.parent)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "", f"import keras_skipae loaded: {out.stdout.strip()}"
+
+
+def test_importing_the_whole_package_starts_no_tensorflow_runtime():
+    """A module-level tf.constant would start TF's eager context at import and break multi-worker set-up."""
+    code = ("import importlib, pkgutil, keras_skipae; "
+            "[importlib.import_module(m.name) for m in pkgutil.walk_packages(keras_skipae.__path__, 'keras_skipae.') "
+            "if m.name != 'keras_skipae.cli']; "
+            "from tensorflow.python.eager import context; "
+            "print('started' if context.context()._context_handle is not None else 'clean')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=PACKAGE.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "clean"

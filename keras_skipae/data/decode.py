@@ -65,8 +65,10 @@ def too_large(width: int, height: int, limit: int) -> str:
 
 
 # ------------------------------------------------------------------------------- routing (graph)
-_BE32 = tf.constant([2**24, 2**16, 2**8, 1], tf.int64)
-_LE32 = tf.constant([1, 2**8, 2**16, 2**24], tf.int64)
+# numpy, not tf.constant: an eager tensor made at import would start TensorFlow's runtime before a
+# multi-worker strategy can configure its collectives
+_BE32 = np.array([2**24, 2**16, 2**8, 1], np.int64)
+_LE32 = np.array([1, 2**8, 2**16, 2**24], np.int64)
 
 
 @tf.autograph.experimental.do_not_convert
