@@ -8,7 +8,8 @@ A run of a recipe (:func:`keras_skipae.recipes.run`) writes::
     RUN/STAGE/stage.json   the stage's entry once it finished (its commit marker)
     RUN/STAGE/model.keras  the stage's final (or best) model
     RUN/STAGE/history.csv  one row per epoch (1-based ``epoch`` column)
-    RUN/STAGE/checkpoints/epoch_EEE.keras
+    RUN/STAGE/checkpoints/epoch_EEE.keras   best.keras (carrying its own epoch and value), last.keras
+    RUN/STAGE/backup/      the resume backup while the stage is not committed
     RUN/STAGE/.workerN/    what worker N of a multi-worker run writes
 
 A stage's entry holds ``kind`` (autoencoder, classifier, segmenter), ``model``
@@ -33,6 +34,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,7 @@ LOCK_FILE = ".skipae.lock"
 HISTORY_FILE = "history.csv"
 MODEL_FILE = "model.keras"
 CHECKPOINTS_DIR = "checkpoints"
+BACKUP_DIR = "backup"
 _EPOCH_FILE = re.compile(r"epoch_(\d+)\.keras$")
 
 
@@ -329,8 +332,15 @@ class RunDir:
         return write_json_atomic(self.metrics_file, results)
 
     def commit_stage(self, stage: str, entry: dict, worker: int | None = None) -> Path:
-        """Mark ``stage`` finished with ``entry`` (its ``stage.json``)."""
-        return write_json_atomic(self.stage_file(stage, worker), entry)
+        """Mark ``stage`` finished with ``entry`` (its ``stage.json``), then drop its resume backup.
+
+        The backup goes only after the commit: a process killed between the
+        last epoch and this commit resumes with every epoch done and only
+        evaluates and commits, never trains again.
+        """
+        path = write_json_atomic(self.stage_file(stage, worker), entry)
+        shutil.rmtree(self.stage_dir(stage, worker) / BACKUP_DIR, ignore_errors=True)
+        return path
 
 
 def stage_of(model_file: str | os.PathLike) -> tuple[RunDir, str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +27,7 @@ from ..factory import build
 from ..models import resolve_arch
 from ..runs import RunDir
 from ..saving import load
-from ..train import Trainer
+from ..train import Trainer, set_seed
 from .environment import environment
 from .evaluation import corruption_record, pipeline_for, with_recorded_corruption
 from .loading import apply_overrides, load_recipe, validate
@@ -157,10 +158,21 @@ def _evaluate_stage(run: _Run, stage: StageConfig) -> dict:
     return result
 
 
+def stage_seed(seed: int, stage: str) -> int:
+    """The seed a stage starts from: the run's seed and the stage's name, never what ran before it.
+
+    So a stage draws the same initial weights and dropout noise whether the
+    stages before it ran in this process or in another (``skipae run`` against
+    ``skipae pretrain`` then ``skipae finetune``).
+    """
+    return (seed * 1_000_003 + zlib.crc32(stage.encode())) % (2**31 - 1)
+
+
 def _run_stage(run: _Run, name: str, stage: StageConfig) -> dict:
     if stage.kind == "evaluate":
         return _evaluate_stage(run, stage)
     trainer = run.trainer
+    set_seed(stage_seed(run.recipe.seed, name), run.recipe.trainer.deterministic)
     arch = run.arch().replace(**arch_overrides(stage.overrides)) if stage.overrides else run.arch()
     seed = run.recipe.seed
     transfer_note = None
@@ -198,15 +210,15 @@ def _run_stage(run: _Run, name: str, stage: StageConfig) -> dict:
     history = trainer.fit(
         model, train_ds, val_ds, epochs=stage.epochs, optimizer=stage.optimizer.model_dump(),
         run_dir=run.run_dir.stage_dir(name), checkpoint_every=stage.checkpoint_every,
-        restore_best=stage.restore_best, stage=name, hparams=hparams, sample_images=sample,
+        restore_best=stage.restore_best, stage=name, hparams=hparams, sample_images=sample, keep_backup=True,
     )
     val_metrics = {}
-    if val_ds is not None and history.history:
-        # without a best epoch, the last one: history.epoch holds the absolute (0-based) epochs of this
-        # process, which after a resume start past 0, so len(history.history["loss"]) would be wrong
-        best_epoch = getattr(history, "best_epoch", None) or (history.epoch[-1] + 1)
-        # history only holds the epochs of this process; read the whole run from history.csv when resumed
-        val_metrics = run.run_dir.epoch_row(name, best_epoch, run.worker) or {}
+    if val_ds is not None:
+        # the best epoch, else the last: history.csv holds every epoch of the stage, also those of an earlier
+        # process (a resumed stage, or one whose training had ended before the process was killed)
+        recorded = run.run_dir.history(name, run.worker)
+        best_epoch = getattr(history, "best_epoch", None) or (max(recorded) if recorded else None)
+        val_metrics = (recorded.get(best_epoch) if best_epoch else None) or {}
     metrics = {}
     if stage.eval_on != "none":
         metrics = trainer.evaluate(model, run.pipeline(kind, stage.eval_on, arch, stage, training=False,

@@ -14,7 +14,10 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
+import warnings
+import zipfile
 from pathlib import Path
 
 import keras
@@ -26,12 +29,29 @@ from ..atomic import write_json_atomic
 from .metrics import _ToUnitRange
 
 
-def save_model_atomic(model: keras.Model, path) -> Path:
+_PARTIAL_LOAD = re.compile(r"skipping|freshly.initiali[sz]ed|mismatch|not all|could not load|did not load", re.I)
+#: the metadata a checkpoint carries inside its own .keras file, so weights and metadata cannot disagree
+CHECKPOINT_INFO = "skipae_checkpoint.json"
+
+
+def checkpoint_info(path) -> dict | None:
+    """The metadata stored inside a checkpoint ``.keras`` file (None for a file without it)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return json.loads(z.read(CHECKPOINT_INFO)) if CHECKPOINT_INFO in z.namelist() else None
+    except (OSError, zipfile.BadZipFile, KeyError, json.JSONDecodeError):
+        return None
+
+
+def save_model_atomic(model: keras.Model, path, info: dict | None = None) -> Path:
     """``model.save(path)`` through a temporary ``.keras`` file and ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
     model.save(tmp)
+    if info is not None:  # inside the same file: one rename commits the weights and what they are
+        with zipfile.ZipFile(tmp, "a") as z:
+            z.writestr(CHECKPOINT_INFO, json.dumps(info))
     os.replace(tmp, path)
     return path
 
@@ -68,7 +88,14 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         try:
-            self.model.load_weights(weights)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self.model.load_weights(weights)
+            # Keras 3 only warns for some mismatches ("Skipping variable loading ...", "freshly-initialized"):
+            # a resume that restored part of the state would go on in silence, so any such warning is an error
+            partial = [str(w.message) for w in caught if _PARTIAL_LOAD.search(str(w.message))]
+            if partial:
+                raise ValueError("; ".join(partial)[:600])
         except Exception as exc:  # Keras raises ValueError/KeyError/OSError for weights that do not fit
             raise ValueError(
                 f"cannot resume from the backup {weights} in {self.backup_dir} (epoch {state['epoch']}): its "
@@ -124,11 +151,11 @@ class ModelCheckpoints(keras.callbacks.Callback):
         return self.directory / "last.keras"
 
     def on_train_begin(self, logs=None):
-        sidecar = self.directory / "best.json"
-        if sidecar.exists() and self.best_path.exists():
-            state = json.loads(sidecar.read_text())
-            if state.get("monitor") == self.monitor:
-                self.best_value, self.best_epoch = state["value"], state["epoch"]
+        # the truth is inside best.keras itself; best.json is a copy for people and is rewritten to match
+        state = checkpoint_info(self.best_path) if self.best_path.exists() else None
+        if state is not None and state.get("monitor") == self.monitor:
+            self.best_value, self.best_epoch = state["value"], state["epoch"]
+            write_json_atomic(self.directory / "best.json", state)
 
     def _improved(self, value) -> bool:
         if value is None or not math.isfinite(value):
@@ -147,11 +174,9 @@ class ModelCheckpoints(keras.callbacks.Callback):
             value = float(value)
             if self._improved(value):
                 self.best_value, self.best_epoch = value, epoch + 1
-                save_model_atomic(self.model, self.best_path)
-                write_json_atomic(
-                    self.directory / "best.json",
-                    {"monitor": self.monitor, "mode": self.mode, "value": value, "epoch": epoch + 1},
-                )
+                state = {"monitor": self.monitor, "mode": self.mode, "value": value, "epoch": epoch + 1}
+                save_model_atomic(self.model, self.best_path, info=state)
+                write_json_atomic(self.directory / "best.json", state)
 
 
 class HistoryCSV(keras.callbacks.Callback):

@@ -277,6 +277,7 @@ class Trainer:
         steps_per_epoch: int | None = None,
         monitor: str | None = None,
         restore_best: bool = True,
+        keep_backup: bool = False,
         stage: str = "training",
         hparams: dict | None = None,
         sample_images: tuple | None = None,
@@ -292,7 +293,9 @@ class Trainer:
         epoch. With ``val_ds`` and ``restore_best`` the model ends with the
         weights of its best epoch (by ``monitor``, default the kind's main
         validation metric) and that is what ``model.keras`` holds. Extra
-        ``callbacks`` run before the trainer's own.
+        ``callbacks`` run before the trainer's own. ``keep_backup``: leave the
+        resume backup in place after training (the caller removes it once it has
+        recorded the results; a rerun before that finds every epoch done).
         """
         steps = steps_per_epoch or _cardinality(train_ds)
         if steps is None:
@@ -315,7 +318,9 @@ class Trainer:
         if run_dir is not None:
             run_dir = Path(run_dir)
             own = run_dir if self.is_chief else run_dir / f".worker{self.task_index}"
-            backup = cb.AtomicBackupAndRestore(own / "backup")
+            # keep_backup: the caller (the stage runner) deletes the backup only once it has committed the
+            # stage's results, so a kill between the last epoch and that commit loses no training
+            backup = cb.AtomicBackupAndRestore(own / "backup", delete_checkpoint=not keep_backup)
             callbacks.insert(0, backup)
             # every worker keeps its own checkpoints (non-chief ones under STAGE/.workerK), so that all
             # end on the same best weights; TensorBoard logs come from the chief only
