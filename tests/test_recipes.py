@@ -124,14 +124,18 @@ def test_set_overrides_reach_stages_and_sections(raw):
 def test_every_shipped_recipe_is_valid():
     shipped = sorted(recipes.RECIPES_DIR.glob("*.yaml"))
     assert {"quickstart", "ablation_noskip"} <= {p.stem for p in shipped}
+    kinds = {}
     for path in shipped:
-        if "stages" not in yaml.safe_load(path.read_text()):
-            continue  # e.g. the pitfall study, run by `skipae study`
-        recipe = recipes.load_recipe(path, check_paths=False)
+        kind = yaml.safe_load(path.read_text()).get("kind", "run")
+        kinds[path.stem] = kind
+        recipe = recipes.load_recipe(path, check_paths=False, kind=kind)  # study and tune recipes too
+        if kind != "run":
+            assert recipe.quick_version().name == recipe.name, f"{path.name}: its quick: section validates"
         assert recipe.name == path.stem
         header = path.read_text().splitlines()[0]
         assert header.startswith(f"# {path.stem} "), f"{path.name} starts with a '# name — purpose' header"
         assert "Expected cost" in path.read_text(), f"{path.name} states its expected cost"
+    assert kinds["pitfall_fashion_mnist"] == "study" and kinds["tune_fashion_mnist"] == "tune"
 
 
 def test_a_tiny_run_writes_the_run_directory_and_resumes_finished_stages(tmp_path):
