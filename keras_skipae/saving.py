@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import zipfile
 from pathlib import Path
 
 import keras
@@ -20,4 +22,23 @@ def load(path, compile: bool = True) -> keras.Model:
         raise FileNotFoundError(f"no saved model at {path}; expected a .keras file written by model.save()")
     if path.suffix != ".keras":
         raise ValueError(f"{path} is not a .keras file; keras_skipae saves and loads the Keras v3 format")
-    return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a Keras model file: a .keras file is a zip archive written by "
+                         "model.save(); this one is not (a text file or a truncated copy?)")
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except (TypeError, ValueError) as exc:
+        unknown = _UNKNOWN_CLASS.search(str(exc))
+        if unknown:
+            name = unknown.group(1)
+            registered = re.search(r"'registered_name': '([^']*>" + re.escape(name) + r")'", str(exc))
+            shown = f"{name!r}" + (f" (registered as {registered.group(1)!r})" if registered else "")
+            raise ValueError(
+                f"{path} uses a layer or object keras_skipae does not know: {shown}. Only models "
+                "built by keras_skipae (ks.build) load here, with safe_mode=True; for another custom model use "
+                "keras.saving.load_model with its custom_objects"
+            ) from exc
+        raise
+
+
+_UNKNOWN_CLASS = re.compile(r"Could not (?:locate|deserialize) (?:class|function|object)\s*'?([\w.>]+)'?")

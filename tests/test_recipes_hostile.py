@@ -61,3 +61,60 @@ def test_a_tune_recipe_must_name_its_search(tmp_path):
     path.write_text("kind: tune\nname: t\n")
     with pytest.raises(RecipeError, match=r"space: required key is missing[\s\S]*tuner: required key is missing"):
         recipes.load_recipe(path, kind="tune")
+
+
+def _npz(path, labels, n=40):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, size=(n, 8, 8, 1), dtype=np.uint8)
+    np.savez(path, x_train=images, y_train=np.asarray(labels, np.int64), x_test=images[:8],
+             y_test=np.zeros(8, np.int64))
+    return path
+
+
+def _classifier_recipe(npz, **stage):
+    return recipes.validate({
+        "name": "h", "data": {"source": f"npz:{npz}", "val_fraction": 0.0},
+        "model": {"preset": "tiny", "overrides": {"widths": [4]}},
+        "stages": {"clf": {"kind": "finetune", "train_on": "all", "val_on": "none", "eval_on": "none",
+                           "epochs": 1, **stage}},
+    })
+
+
+def test_unlabelled_examples_never_reach_a_classifier(tmp_path):
+    npz = _npz(tmp_path / "d.npz", [-1] * 10 + [0, 1] * 15)
+    with pytest.raises(RecipeError, match=r"stages.clf.train_on: 'all' holds 10 unlabelled examples \(label -1\)"):
+        recipes.run(_classifier_recipe(npz, batch_size=8), run_dir=tmp_path / "run", echo=lambda line: None)
+
+
+def test_a_batch_larger_than_the_data_says_so(tmp_path):
+    npz = _npz(tmp_path / "d.npz", [0, 1] * 20)
+    with pytest.raises(ValueError, match=r"clf: the training data gives no batch at all: the stage's batch size is "
+                                         r"larger than its training set"):
+        recipes.run(_classifier_recipe(npz, batch_size=64, model="classifier"), run_dir=tmp_path / "run",
+                    echo=lambda line: None)
+
+
+def test_a_text_file_named_keras_and_a_foreign_layer_are_named(tmp_path):
+    import subprocess
+    import sys
+
+    import keras_skipae as ks
+
+    fake = tmp_path / "notes.keras"
+    fake.write_text("not a model")
+    with pytest.raises(ValueError, match=r"notes.keras is not a Keras model file: a .keras file is a zip archive"):
+        ks.load(fake)
+    foreign = tmp_path / "foreign.keras"
+    subprocess.run([sys.executable, "-c", (
+        "import keras\n"
+        "@keras.saving.register_keras_serializable(package='elsewhere')\n"
+        "class Twice(keras.layers.Layer):\n"
+        "    def call(self, x):\n"
+        "        return 2 * x\n"
+        "i = keras.Input((4,)); keras.Model(i, Twice()(i)).save(%r)\n" % str(foreign))], check=True,
+        capture_output=True, timeout=300)
+    with pytest.raises(ValueError, match=r"foreign.keras uses a layer or object keras_skipae does not know: "
+                                         r"'Twice' \(registered as 'elsewhere>Twice'\)"):
+        ks.load(foreign)

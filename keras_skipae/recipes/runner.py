@@ -190,6 +190,16 @@ def _run_stage(run: _Run, name: str, stage: StageConfig) -> dict:
             transfer_note = {"copied": len(model.transfer_report.copied), "from": stage.init}
             run.echo(f"[{name}] encoder from {stage.init}: {transfer_note['copied']} layers copied")
 
+    if kind == "classifier":
+        labels = getattr(getattr(getattr(run.subset(stage.train_on, stage.limit), "info", None), "table", None),
+                         "labels", lambda: None)()
+        unlabelled = int((labels < 0).sum()) if labels is not None else 0
+        if unlabelled:
+            raise RecipeError(
+                f"stages.{name}.train_on: {stage.train_on!r} holds {unlabelled} unlabelled examples (label -1) "
+                "and a classifier needs a label for each; train on 'labelled' (with data.labels_per_class or "
+                "data.num_labels) or on a labelled split"
+            )
     train_ds = run.pipeline(kind, stage.train_on, arch, stage, training=True, seed=seed, limit=stage.limit)
     val_ds = None
     if stage.val_on != "none":

@@ -297,6 +297,12 @@ class Trainer:
         resume backup in place after training (the caller removes it once it has
         recorded the results; a rerun before that finds every epoch done).
         """
+        if steps_per_epoch is None and isinstance(train_ds, tf.data.Dataset) and int(train_ds.cardinality()) == 0:
+            raise ValueError(
+                f"{stage}: the training data gives no batch at all: the stage's batch size is larger than its "
+                "training set and only whole batches are trained. Lower the stage's batch_size (--set "
+                "STAGE.batch_size=N) or give it more examples"
+            )
         steps = steps_per_epoch or _cardinality(train_ds)
         if steps is None:
             raise ValueError(
