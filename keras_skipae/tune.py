@@ -55,6 +55,7 @@ from .probe import features as feats
 from .probe import format_table
 from .probe.reconstruction import normalise
 from .recipes.loading import load_recipe
+from .runs import RunDir
 from .arch import TuneAlgorithm
 from .recipes.schema import SearchSpace, TuneConfig
 from .recipes.study import load_study_data, pretrain_batches
@@ -346,6 +347,8 @@ def search(config: TuneConfig, run_dir: str | Path, *, overwrite: bool = False, 
     if quick:
         config = config.quick_version()
     run_dir = Path(run_dir)
+    if not is_worker():  # keras-tuner's workers share the chief's folder; the chief is its one writer
+        RunDir(run_dir).lock("search")
     t = config.tuner
     pretrain_images, val_images, labelled, heldout = arrays or load_study_data(config.data)
     base = resolve_arch(config.model.preset, **config.model.overrides)

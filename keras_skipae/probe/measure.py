@@ -22,6 +22,7 @@ import numpy as np
 from .. import data
 from ..factory import build
 from ..progress import track
+from ..runs import RunDir
 from .checkpoints import arch_info, find_checkpoints
 from .features import features_and_reconstruction, knn_accuracy, linear_probe_accuracy
 from .reconstruction import corrupt, image_quality, normalise, reconstruction_scores
@@ -68,6 +69,7 @@ def probe_run(
     checkpoints = find_checkpoints(run_dir_or_checkpoints)
     if not checkpoints:
         raise ValueError("probe_run: nothing to probe (no checkpoints found)")
+    took_lock = RunDir(out_dir).lock("probe") if out_dir is not None else False  # one writer per output folder
     img_lab, y_lab = _arrays(labelled_ds, "labelled_ds", max_labelled, seed)
     img_test, y_test = _arrays(heldout_ds, "heldout_ds", max_heldout, seed)
     _arrays_ok(y_lab, y_test)
@@ -148,6 +150,8 @@ def probe_run(
     table.verdict = verdict(table, regret_tolerance)
     if out_dir is not None:
         table.save(out_dir, tensorboard=tensorboard)
+    if took_lock:
+        RunDir(out_dir).unlock()
     return table
 
 
