@@ -478,5 +478,15 @@ def test_rest_client_command_against_a_tf_serving_like_endpoint(tfs_client, save
             tfs_client.rest_predict(samples[:, :16], port=server.port, model="classifier")
         with pytest.raises(RuntimeError, match="TF Serving answered 404"):
             tfs_client.rest_predict(samples, port=server.port, model="nope")
+        # images of different sizes, a missing file: one line naming the files, no traceback
+        Image.fromarray(samples[0][:16]).save(tmp_path / "small.png")
+        capsys.readouterr()
+        assert tfs_client.main([str(paths[0]), str(tmp_path / "small.png"), "--port", str(server.port)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: the images are not all one size") and "small.png" in err
+        assert "Traceback" not in err and len(err.splitlines()) == 1
+        assert tfs_client.main([str(tmp_path / "missing.png"), "--port", str(server.port)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and "missing.png" in err and "Traceback" not in err
     finally:
         server.close()

@@ -229,6 +229,19 @@ def read_image(path: Path, channels: int | None) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array  # grayscale: [height, width, 1]
 
 
+def stack_images(arrays: list, paths: list) -> np.ndarray:
+    """One batch from images of one size; images of different sizes are an error naming the files."""
+    sizes = {}
+    for array, path in zip(arrays, paths):
+        sizes.setdefault(tuple(array.shape), []).append(str(path))
+    if len(sizes) > 1:
+        shown = "; ".join(f"{h}x{w}x{c}: {', '.join(files[:3])}{' ...' if len(files) > 3 else ''}"
+                          for (h, w, c), files in sizes.items())
+        raise ValueError(f"the images are not all one size ({shown}); one request holds images of one size: "
+                         "resize them first or send them in separate requests")
+    return np.stack(arrays)
+
+
 def summarise(outputs: dict, paths: list, save: Path | None) -> None:
     for i, path in enumerate(paths):
         line = {"image": str(path)}
@@ -263,14 +276,26 @@ def main(argv=None) -> int:
     parser.add_argument("--version", type=int, default=None, help="a specific version (default: the served latest)")
     parser.add_argument("--save", type=Path, default=None, help="write masks / reconstructions as PNG files here")
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except (OSError, ValueError, urllib.error.URLError) as exc:  # files, images, the server: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - gRPC's errors carry their own details
+        if type(exc).__module__.startswith("grpc"):
+            print(f"error: gRPC: {getattr(exc, 'details', lambda: exc)()}", file=sys.stderr)
+            return 2
+        raise
 
+
+def _run(args) -> int:
     if args.protocol == "rest":
         port = args.port or 8501
         spec = signature_from_metadata(rest_metadata(args.host, port, args.model, args.version), args.signature)
     else:
         port = args.port or 8500
         spec = signature_from_metadata(grpc_metadata(grpc_stub(args.host, port), args.model, args.version), args.signature)
-    images = np.stack([read_image(p, spec["input"]["shape"][-1]) for p in args.images])
+    images = stack_images([read_image(p, spec["input"]["shape"][-1]) for p in args.images], args.images)
     predict = rest_predict if args.protocol == "rest" else grpc_predict
     outputs = predict(images, args.host, port, args.model, args.signature, args.version, spec=spec)
     summarise(outputs, args.images, args.save)
