@@ -18,6 +18,8 @@ VENV_BASE = $(word 2,$(ENV_CHOICE))
 BIN = $(shell "$(PY)" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
 FASHION_MNIST = /usr/share/datasets/fashion-mnist
 TFDS_FASHION_MNIST = $${TFDS_DATA_DIR:-$$HOME/tensorflow_datasets}/fashion_mnist
+# prepared, not just begun: an interrupted download leaves the folder without dataset_info.json
+TFDS_PREPARED = ls "$(TFDS_FASHION_MNIST)"/*/dataset_info.json >/dev/null 2>&1
 
 .PHONY: env install test fashion-mnist quickstart
 
@@ -53,7 +55,7 @@ test: install
 	PATH="$(BIN):$$PATH" "$(PY)" -m pytest -q -n auto --maxprocesses=4 $(PYTEST_ARGS)
 
 quickstart: install
-	@if [ ! -d $(FASHION_MNIST) ] && [ ! -d "$(TFDS_FASHION_MNIST)" ]; then \
+	@if [ ! -d $(FASHION_MNIST) ] && ! $(TFDS_PREPARED); then \
 		echo "Fashion-MNIST: downloading it with TFDS into $(TFDS_FASHION_MNIST) (30 MB, once)"; \
 		out=$$(TF_CPP_MIN_LOG_LEVEL=3 "$(PY)" -c "import tensorflow_datasets as t; t.builder('fashion_mnist').download_and_prepare()" 2>&1) || \
 		{ printf '%s\n' "$$out" | tail -n 5 >&2; \

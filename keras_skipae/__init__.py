@@ -83,6 +83,9 @@ def __dir__():
     return sorted(n for n in set(globals()) | set(__all__) if n.startswith("__") or not n.startswith("_"))
 
 
+_PUBLIC_FUNCTIONS_NAMED_LIKE_MODULES = frozenset({"presets", "transfer"})
+
+
 class _Package(_types.ModuleType):
     """Keeps a public function when the import system records a submodule of the same name.
 
@@ -97,5 +100,4 @@ class _Package(_types.ModuleType):
         super().__setattr__(name, value)
 
 
-_PUBLIC_FUNCTIONS_NAMED_LIKE_MODULES = frozenset({"presets", "transfer"})
 _sys.modules[__name__].__class__ = _Package
