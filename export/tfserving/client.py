@@ -283,7 +283,8 @@ def main(argv=None) -> int:
         return 2
     except Exception as exc:  # noqa: BLE001 - gRPC's errors carry their own details
         if type(exc).__module__.startswith("grpc"):
-            print(f"error: gRPC: {getattr(exc, 'details', lambda: exc)()}", file=sys.stderr)
+            details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+            print(f"error: gRPC: {details}", file=sys.stderr)
             return 2
         raise
 

@@ -16,7 +16,6 @@ writing ``OUT/probe/`` (table, correlations, plots, TensorBoard) and
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
