@@ -295,3 +295,12 @@ def test_non_finite_pixels_are_refused_naming_file_key_and_count(tmp_path):
     with pytest.raises(DataError, match=r"npz:.*d\.npz key 'x_train': 2 pixel value\(s\) are NaN or infinite "
                                         r"\(the first in image 1\)"):  # fmt: skip
         data.load(f"npz:{path}")
+
+
+def test_an_interrupted_tfds_download_is_not_taken_for_fashion_mnist(tmp_path):
+    from keras_skipae.data import sources
+
+    (tmp_path / "fashion_mnist" / "3.0.1").mkdir(parents=True)  # what a killed download leaves
+    assert sources._tfds_fashion_mnist(str(tmp_path)) is None
+    (tmp_path / "fashion_mnist" / "3.0.1" / "dataset_info.json").write_text("{}")
+    assert sources._tfds_fashion_mnist(str(tmp_path)) == str(tmp_path)

@@ -292,8 +292,12 @@ def _tfds_default_dir() -> str:
 
 
 def _tfds_fashion_mnist(data_dir: str | None) -> str | None:
+    """The TFDS data directory holding a prepared Fashion-MNIST (an interrupted download has no dataset_info.json)."""
     root = data_dir or _tfds_default_dir()
-    return root if os.path.isdir(os.path.join(root, "fashion_mnist")) else None
+    folder = os.path.join(root, "fashion_mnist")
+    prepared = os.path.isdir(folder) and any(
+        os.path.isfile(os.path.join(folder, version, "dataset_info.json")) for version in os.listdir(folder))
+    return root if prepared else None
 
 
 # ----------------------------------------------------------------------------------------- npz
