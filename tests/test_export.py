@@ -296,8 +296,15 @@ def test_bad_requests_fail_in_the_graph_naming_the_signature(models, saved, load
     pixels = np.full((1, 32, 32, 3), 200.0, np.float32)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"signature normalised expects images: float32 \[batch, 32, 32, 3\].*raw pixels go to signature"):
         loaded["classifier"].signatures["normalised"](images=tf.constant(pixels))
-    # wrong dtype on the signature itself
-    with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError), match="uint8"):
+    # float pixels for serving_default: our check (the one the LiteRT session and parity run before anything
+    # reaches a runtime) names the signature, the expected input and what came instead
+    with pytest.raises(ValueError) as info:
+        export.check_images(pixels, export.signature_spec(models["classifier"]))
+    assert str(info.value) == ("signature serving_default expects images: uint8 [batch, 32, 32, 3] "
+                               "(raw pixels 0..255); got dtype float32")
+    # the SavedModel signature itself is typed: TensorFlow refuses the float tensor before the graph runs
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"input #0\(zero-based\) was expected to be a uint8 "
+                                                              r"tensor but is a float tensor"):
         loaded["classifier"].signatures["serving_default"](images=tf.constant(pixels))
     # TF Serving runs the graph in a C++ session that does not check fed tensors against the
     # placeholder's shape (Python's Session.run does): the graph's own asserts must name the signature
