@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,7 +76,7 @@ main()
 EPOCHS = 4
 
 
-def _kill_recipe(tmp_path: Path) -> list:
+def _kill_recipe(tmp_path) -> list:
     data = write_tiny_data(tmp_path, n_train=256)
     raw = tiny_recipe(data, pretrain_epochs=EPOCHS)
     raw["stages"] = {"pretrain": raw["stages"]["pretrain"]}
@@ -87,7 +86,7 @@ def _kill_recipe(tmp_path: Path) -> list:
     return ["run", str(recipe), "--run-dir", str(tmp_path / "run")]
 
 
-def _kill(command: list, moment: str, run: Path) -> str:
+def _kill(command: list, moment: str, run) -> str:
     """Run ``command`` and SIGKILL it at ``moment``: ``after backup K`` (from outside, once the backup of epoch K
     is committed, so somewhere in epoch K + 1) or ``before NAME:COUNT`` (from inside, see KILL_BEFORE_RENAME)."""
     if moment.startswith("before "):
@@ -113,7 +112,7 @@ def _kill(command: list, moment: str, run: Path) -> str:
     return output
 
 
-def _assert_consistent_after_a_kill(run: Path) -> int:
+def _assert_consistent_after_a_kill(run) -> int:
     """Every file under its final name is whole and loads; the backup names weights that exist. Returns the epoch
     the backup holds (0: none), after checking that history.csv already has that epoch's row."""
     for path in run.rglob("*"):
@@ -133,7 +132,7 @@ def _assert_consistent_after_a_kill(run: Path) -> int:
     return int(state["epoch"])
 
 
-def _check_kill_and_resume(tmp_path: Path, moment: str) -> list:
+def _check_kill_and_resume(tmp_path, moment: str) -> list:
     run = tmp_path / "run"
     command = _kill_recipe(tmp_path)
     _kill(command, moment, run)
@@ -202,7 +201,7 @@ def _free_ports(n):
     return ports
 
 
-def _weights(path: Path) -> list:
+def _weights(path) -> list:
     return ks.load(path).get_weights()
 
 
