@@ -23,3 +23,14 @@ def rng():
     import numpy as np
 
     return np.random.default_rng(0)
+
+
+def pytest_configure(config):
+    """Every report lists skipped tests with their reason (``make test``/CI run ``pytest -q``, which hides them).
+
+    A skip says what is missing and how to install it; unless a reason is printed, a test skipped in CI passes
+    unnoticed. ``-rN`` (no summary) is respected.
+    """
+    chars = config.option.reportchars or ""
+    if not any(c in chars for c in "sSaAN"):
+        config.option.reportchars = chars + "s"

@@ -1,13 +1,16 @@
-"""tfds: sources, tested on TFDS mock data (nothing downloads)."""
+"""tfds: sources, tested on TFDS mock data (nothing downloads).
+
+tensorflow-datasets is a hard dependency (install_requires): a plain import, so
+that an environment without it fails here instead of skipping every test.
+"""
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from keras_skipae import data
 from keras_skipae.arch import Arch
 from keras_skipae.data import DataError
-
-tfds = pytest.importorskip("tensorflow_datasets")
 
 
 def test_cifar10_with_split_slicing_and_a_stratified_split():

@@ -296,8 +296,15 @@ def test_bad_requests_fail_in_the_graph_naming_the_signature(models, saved, load
     pixels = np.full((1, 32, 32, 3), 200.0, np.float32)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"signature normalised expects images: float32 \[batch, 32, 32, 3\].*raw pixels go to signature"):
         loaded["classifier"].signatures["normalised"](images=tf.constant(pixels))
-    # wrong dtype on the signature itself
-    with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError), match="uint8"):
+    # float pixels for serving_default: our check (the one the LiteRT session and parity run before anything
+    # reaches a runtime) names the signature, the expected input and what came instead
+    with pytest.raises(ValueError) as info:
+        export.check_images(pixels, export.signature_spec(models["classifier"]))
+    assert str(info.value) == ("signature serving_default expects images: uint8 [batch, 32, 32, 3] "
+                               "(raw pixels 0..255); got dtype float32")
+    # the SavedModel signature itself is typed: TensorFlow refuses the float tensor before the graph runs
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"input #0\(zero-based\) was expected to be a uint8 "
+                                                              r"tensor but is a float tensor"):
         loaded["classifier"].signatures["serving_default"](images=tf.constant(pixels))
     # TF Serving runs the graph in a C++ session that does not check fed tensors against the
     # placeholder's shape (Python's Session.run does): the graph's own asserts must name the signature
@@ -333,22 +340,69 @@ def test_normalise_agrees_with_the_arch(models):
         np.testing.assert_allclose(export.denormalise(x, arch), black_white, atol=1e-3)
 
 
-def test_mixed_precision_model_exports_a_float32_graph(tmp_path):
+#: bfloat16 keeps 8 significant bits (relative step 2**-8); a few layers of rounding stay well inside 2**-5 of the
+#: output's scale, in the model's normalised units. Probabilities (at most 1) get an absolute 2e-3.
+BF16_TOLERANCE = 2**-5
+BF16_PROBABILITY_TOLERANCE = 2e-3
+
+
+def _trained_mixed_bfloat16(kind: str):
+    """A tiny model of ``kind`` built and briefly trained under mixed_bfloat16 (so that biases and batch-norm
+    statistics are no longer their initial zeros and ones)."""
+    keras.utils.set_random_seed(2)
+    norm = {"mean": (0.49, 0.48, 0.45), "std": (0.25, 0.24, 0.26)}
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
+    keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        model = ks.build("classifier", "tiny")
+        model = ks.build(kind, "tiny", **norm, **({"num_classes": 5} if kind == "segmenter" else {}))
     finally:
         keras.config.set_dtype_policy(previous)
-    assert not export.is_float32(model)
+    rng = np.random.default_rng(2)
+    x = model.arch.normalise(rng.integers(0, 256, size=(32, 32, 32, 3), dtype=np.uint8))
+    if kind == "classifier":
+        y, loss = rng.integers(0, 10, 32), "sparse_categorical_crossentropy"
+    elif kind == "segmenter":
+        y, loss = rng.integers(0, 5, (32, 32, 32)), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    else:
+        y, loss = x, "mse"
+    model.compile(keras.optimizers.Adam(1e-2), loss)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_mixed_precision_model_exports_a_float32_graph_that_matches_it(kind, tmp_path):
+    model = _trained_mixed_bfloat16(kind)
+    assert not export.is_float32(model) and model.get_layer("encoder_conv1").compute_dtype == "bfloat16"
     result = export.saved_model(model, tmp_path)
     assert result.parity.passed and "mixed precision" in result.parity.reference
     fn = tf.saved_model.load(str(result.path)).signatures["serving_default"]
-    half = tf.float16.as_datatype_enum
+    # the exported graph computes in float32: no half or bfloat16 tensor anywhere in it
     graph = fn.graph.as_graph_def()
     nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
-    assert not [n.name for n in nodes if any(a.type == half for a in n.attr.values())]
-    assert fn.structured_outputs["probabilities"].dtype == tf.float32
+    reduced = {tf.float16.as_datatype_enum, tf.bfloat16.as_datatype_enum}
+    assert not [n.name for n in nodes if any(a.type in reduced or reduced & set(a.list.type) for a in n.attr.values())]
+    scores = {"classifier": "probabilities", "segmenter": "logits", "autoencoder": "reconstruction"}[kind]
+    assert fn.structured_outputs[scores].dtype == tf.float32
+    # the export against the mixed-precision model itself (not a float32 twin of it), within bfloat16's rounding
+    images = np.random.default_rng(3).integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
+    got = {k: v.numpy() for k, v in fn(images=tf.constant(images)).items()}
+    want = keras_outputs(model, images)  # model.predict: bfloat16 compute, float32 outputs
+    assert set(got) == set(want)
+    diff = np.abs(got[scores] - want[scores])
+    if kind == "classifier":
+        tolerance = BF16_PROBABILITY_TOLERANCE
+    else:
+        tolerance = BF16_TOLERANCE * max(1.0, float(np.abs(got[scores]).max()))
+        if kind == "autoencoder":  # pixel units (0..255) back to the model's normalised units
+            diff = diff * model.arch.pixel_scale / np.asarray(model.arch.channel_std())
+            tolerance = BF16_TOLERANCE
+    assert diff.max() <= tolerance, f"{scores}: max |export - mixed model| {diff.max():.4g} > {tolerance:.4g}"
+    if kind != "autoencoder":
+        label = "class_id" if kind == "classifier" else "mask"
+        top2 = np.sort(got[scores], axis=-1)[..., -2:]
+        decided = (top2[..., 1] - top2[..., 0]) > 2 * tolerance  # not a near-tie that rounding may flip
+        np.testing.assert_array_equal(got[label][decided], want[label][decided])
 
 
 # --------------------------------------------------------------------------- the command and the kit

@@ -10,13 +10,14 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import keras_skipae as ks
 from keras_skipae import probe, runs
-from keras_skipae.probe import measure, reconstruction
+from keras_skipae.probe import features, measure, reconstruction
 
 
 def make_images(n, seed=0, size=16, classes=3):
@@ -73,13 +74,24 @@ def test_probe_run_writes_table_plots_and_tensorboard(pretrain_run, tmp_path):
     kinds = [r["kind"] for r in table.rows]
     assert kinds.count("checkpoint") == 3 and kinds.count("untrained") == 1 and kinds.count("raw_pixels") == 1
     for r in table.checkpoints():
-        assert 0 <= r["probe_accuracy"] <= 1 and 0 <= r["knn_accuracy"] <= 1
         assert r["psnr"] > 0 and "psnr_corrupted" in r and r["val_loss"] > 0
     raw = next(r for r in table.rows if r["kind"] == "raw_pixels")
-    assert raw["probe_accuracy"] > 0.9  # the band is linearly visible in the pixels
+    # the class is a bright band 120 levels above noise of 25: linearly visible, and the nearest neighbours agree
+    assert raw["probe_accuracy"] == 1.0 and raw["knn_accuracy"] == 1.0
     assert raw["feature_dim"] == 256
-    # training for three epochs improves reconstruction over the untrained model
     untrained = next(r for r in table.rows if r["kind"] == "untrained")
+    # every model's scores are the probe and k-NN of its own pooled features on these very images and labels
+    arch = ks.load(table.checkpoints()[0]["checkpoint"]).arch
+    keras.utils.set_random_seed(0)  # probe_run's seed: the untrained baseline is this model
+    models = [(untrained, ks.build("autoencoder", arch.replace(corruption="none", corruption_level=0.0)))]
+    models += [(r, ks.load(r["checkpoint"])) for r in table.checkpoints()]
+    for row, model in models:
+        f_lab = features.extract_features(model, reconstruction.normalise(labelled[0], arch))
+        f_test = features.extract_features(model, reconstruction.normalise(heldout[0], arch))
+        probe_result = features.linear_probe_accuracy(f_lab, labelled[1], f_test, heldout[1], seed=0)
+        assert row["probe_accuracy"] == probe_result.accuracy and row["probe_l2"] == probe_result.l2, row["name"]
+        assert row["knn_accuracy"] == features.knn_accuracy(f_lab, labelled[1], f_test, heldout[1], k=10), row["name"]
+    # training for three epochs improves reconstruction over the untrained model
     assert table.checkpoints()[-1]["psnr"] > untrained["psnr"]
     assert table.correlation("checkpoints", "psnr", "probe_accuracy").n == 3
     assert {r.criterion for r in table.regrets} == {"psnr", "psnr_corrupted", "val_loss"}
@@ -193,7 +205,15 @@ def test_probe_run_can_fine_tune_each_encoder():
     table = probe.probe_run({"fresh": [ae]}, labelled, heldout, baselines=False, finetune_epochs=1, n_boot=0,
                             corruption=None)
     (row,) = table.rows
-    assert row["name"] == "fresh@e001" and 0 <= row["finetune_accuracy"] <= 1
+    assert row["name"] == "fresh@e001"
+    # exactly the accuracy on the held-out set of a classifier fine-tuned from this encoder on the labelled set
+    keras.utils.set_random_seed(0)
+    clf = ks.build("classifier", ae.arch, encoder=ae, num_classes=3)
+    clf.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    clf.fit(reconstruction.normalise(labelled[0], ae.arch), labelled[1], epochs=1, batch_size=64, verbose=0)
+    x_test = reconstruction.normalise(heldout[0], ae.arch)
+    expected = float(np.mean(clf.predict(x_test, verbose=0).argmax(-1) == heldout[1]))
+    assert row["finetune_accuracy"] == pytest.approx(expected, abs=1e-6)
     assert "psnr_corrupted" not in row and "finetune_accuracy" in str(table)
 
 

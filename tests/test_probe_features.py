@@ -7,15 +7,21 @@ import keras_skipae as ks
 from keras_skipae.probe import features
 
 
-def test_linear_probe_separates_separable_features_and_not_random_labels(rng):
+def test_linear_probe_scores_separable_and_uninformative_features_exactly(rng):
     y = rng.integers(0, 4, 400)
-    informative = rng.normal(size=(400, 6))
-    informative[np.arange(400), y] += 4.0
-    result = features.linear_probe_accuracy(informative[:200], y[:200], informative[200:], y[200:])
-    assert result.accuracy > 0.9
-    assert result.l2 in features.L2_GRID
-    noise = rng.normal(size=(400, 6))
-    assert features.linear_probe_accuracy(noise[:200], y[:200], noise[200:], y[200:]).accuracy < 0.45
+    # class c adds 10 to feature c over uniform noise in [-1, 1): every example is separable by a margin of 8
+    separable = rng.uniform(-1, 1, size=(400, 6))
+    separable[np.arange(400), y] += 10.0
+    result = features.linear_probe_accuracy(separable[:200], y[:200], separable[200:], y[200:])
+    assert result.accuracy == 1.0
+    assert result.l2 == features.L2_GRID[0], "every penalty separates the validation fifth: the smallest is kept"
+    assert features.knn_accuracy(separable[:200], y[:200], separable[200:], y[200:], k=5) == 1.0
+    # features that say nothing (the same for every example): the probe can only predict the majority class of
+    # the labelled set (class 2 here), so its accuracy is that class's share of the held-out labels, 3 of 8
+    train_y = np.array([0] * 20 + [1] * 30 + [2] * 50)
+    test_y = np.array([0, 1, 2, 2, 0, 1, 2, 1])
+    constant = np.ones((100, 6))
+    assert features.linear_probe_accuracy(constant, train_y, np.ones((8, 6)), test_y).accuracy == 3 / 8
 
 
 def test_knn_votes_by_cosine_neighbours():

@@ -184,6 +184,22 @@ def test_a_recipe_runs_mirrored_over_two_logical_cpus(tmp_path):
     assert env["replicas"] == 2 and env["strategy"] == "mirrored"
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "train.Trainer.fit: under an explicit strategy (one_device, mirrored) Keras's symbolic build draws one batch "
+    "from the training pipeline before epoch 1 (TensorFlowTrainer._maybe_symbolic_build), so the pipeline's "
+    "reshuffling and per-batch noise start one iteration later than under the default strategy (auto on a CPU) "
+    "or multi_worker (where the trainer unsets the model's strategy): the same recipe trains on other batches"))
+def test_the_strategy_does_not_change_what_a_stage_trains_on(tmp_path):
+    recipe_path = write_tiny_recipe(tmp_path, pretrain_epochs=1)
+    weights = {}
+    for strategy in ("auto", "one_device"):
+        recipes.run(recipe_path, run_dir=tmp_path / strategy, strategy=strategy, only=["pretrain"],
+                    echo=lambda line: None)
+        weights[strategy] = ks.load(tmp_path / strategy / "pretrain/model.keras").get_weights()
+    for a, b in zip(weights["auto"], weights["one_device"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_finetune_without_its_pretrain_stage_says_what_to_run(tmp_path):
     recipe_path = write_tiny_recipe(tmp_path)
     with pytest.raises(recipes.RecipeError, match="stage 'pretrain' has no model at .*run that stage first"):

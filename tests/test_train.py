@@ -30,7 +30,7 @@ def _clf_data(rng, n=64, batch=16):
 SMALL = dict(input_shape=(16, 16, 1), widths=(4, 8), head_width=8)
 
 
-def test_fit_writes_the_stage_directory_and_restores_the_best_epoch(tmp_path, rng):
+def test_fit_writes_the_stage_directory(tmp_path, rng):
     trainer = train.Trainer(seed=0)
     with trainer.scope():
         model = ks.build("autoencoder", "tiny", **SMALL)
@@ -53,6 +53,47 @@ def test_fit_writes_the_stage_directory_and_restores_the_best_epoch(tmp_path, rn
     restored = ks.load(stage / "model.keras")
     x = _images(np.random.default_rng(1), 4)
     np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+class ScriptedValidation(keras.callbacks.Callback):
+    """Puts ``val_scripted`` into each epoch's logs from a fixed list: the test decides which epoch is best."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_scripted"] = self.values[epoch]
+
+
+def _weights_equal(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights(), strict=True))
+
+
+def test_restore_best_ends_on_the_best_epoch_not_the_last(tmp_path, rng):
+    trainer = train.Trainer(seed=0)
+    with trainer.scope():
+        model = ks.build("autoencoder", "tiny", **SMALL)
+    data = _ae_data(rng)
+    # epoch 2 of 3 is the best by the monitored value; the weights keep changing in epoch 3
+    history = trainer.fit(model, data, data, epochs=3, run_dir=tmp_path / "pretrain", monitor="val_scripted",
+                          callbacks=[ScriptedValidation([0.5, 0.1, 0.3])],
+                          optimizer={"name": "adam", "learning_rate": 1e-2}, verbose=0)
+    checkpoints = tmp_path / "pretrain/checkpoints"
+    assert history.best_epoch == 2
+    assert json.loads((checkpoints / "best.json").read_text())["epoch"] == 2
+    best, last = ks.load(checkpoints / "best.keras"), ks.load(checkpoints / "last.keras")
+    assert not _weights_equal(best, last), "epoch 3 changed the weights: the best epoch is not the last"
+    assert _weights_equal(model, best), "the model ends with the best epoch's weights"
+    assert not _weights_equal(model, last)
+    assert _weights_equal(ks.load(tmp_path / "pretrain/model.keras"), best), "model.keras holds the best epoch"
+    # without restore_best the model keeps its last epoch
+    with trainer.scope():
+        again = ks.build("autoencoder", "tiny", **SMALL)
+    trainer.fit(again, data, data, epochs=3, run_dir=tmp_path / "no_restore", monitor="val_scripted",
+                callbacks=[ScriptedValidation([0.5, 0.1, 0.3])], restore_best=False,
+                optimizer={"name": "adam", "learning_rate": 1e-2}, verbose=0)
+    assert _weights_equal(again, ks.load(tmp_path / "no_restore/checkpoints/last.keras"))
 
 
 def test_interrupted_fit_resumes_after_the_last_complete_epoch(tmp_path, rng):

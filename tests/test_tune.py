@@ -32,6 +32,42 @@ def small_arrays():
     return images[:128], images[128:192], (images[192:246], labels[192:246]), (images[246:], labels[246:])
 
 
+def assert_scores_are_each_trials_own(config, run_dir, arrays, result):
+    """Reload the finished search and score every trial's saved model by hand: the recorded figures are exactly
+    the linear probe and k-NN of that model's pooled features on the held-out images, and its validation MSE."""
+    import warnings
+
+    from keras_skipae.models import resolve_arch
+    from keras_skipae.probe import features
+    from keras_skipae.probe.reconstruction import normalise
+    from keras_skipae.recipes.study import pretrain_batches
+
+    _, val_images, (lab_images, lab_y), (test_images, test_y) = arrays
+    t = config.tuner
+    base = resolve_arch(config.model.preset, **config.model.overrides)
+    x_lab, x_test = normalise(lab_images, base), normalise(test_images, base)
+    hypermodel = tune.SkipAEHyperModel(base, config.space, probe_sets=((x_lab, lab_y), (x_test, test_y)),
+                                       pooling=config.probe.pooling, knn_k=config.probe.knn_k, seed=t.seed)
+    tuner = tune.make_tuner(hypermodel, t.algorithm, objective=t.objective, max_trials=t.max_trials,
+                            max_epochs=t.epochs, hyperband_factor=t.hyperband_factor, directory=run_dir,
+                            project_name="search", seed=t.seed)
+    val = pretrain_batches(val_images, base, 256, training=False, seed=t.seed)
+    rows = {row["trial_id"]: row for row in result.trials}
+    assert set(rows) == set(tuner.oracle.trials)
+    for trial_id, trial in tuner.oracle.trials.items():
+        with warnings.catch_warnings():  # the rebuilt model's fresh optimizer does not match the saved one
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model = tuner.load_model(trial)
+        f_lab = features.extract_features(model, x_lab, config.probe.pooling)
+        f_test = features.extract_features(model, x_test, config.probe.pooling)
+        row = rows[trial_id]
+        assert row["probe_accuracy"] == features.linear_probe_accuracy(f_lab, lab_y, f_test, test_y,
+                                                                       seed=t.seed).accuracy, trial_id
+        assert row["knn_accuracy"] == features.knn_accuracy(f_lab, lab_y, f_test, test_y,
+                                                            k=config.probe.knn_k), trial_id
+        assert row["val_reconstruction_loss"] == pytest.approx(model.evaluate(val, verbose=0), rel=1e-4), trial_id
+
+
 def test_search_space_rejects_bad_ranges():
     with pytest.raises(ValueError, match="corruption_level"):
         tune.SearchSpace(corruption_level=(0.5, 0.1))
@@ -105,9 +141,8 @@ def test_search_records_both_objectives_and_hparams(tmp_path, monkeypatch):
     assert [(kw["training"], ds.element_spec[0].dtype) for ds, kw in fed] == [(True, tf.uint8), (False, tf.uint8)]
     assert [ds.info.num_examples for ds, _ in fed] == [128, 64]
     assert len(result.trials) == 2
-    for t in result.trials:
-        assert t["status"] == "COMPLETED"
-        assert 0 <= t["probe_accuracy"] <= 1 and t["val_reconstruction_loss"] > 0
+    assert [t["status"] for t in result.trials] == ["COMPLETED"] * 2
+    assert_scores_are_each_trials_own(small_config(strategy="mirrored"), tmp_path / "tune", small_arrays(), result)
     saved = json.loads((tmp_path / "tune" / "tune.json").read_text())
     assert saved["objective"] == "probe_accuracy" and len(saved["trials"]) == 2
     assert (tmp_path / "tune" / "trials.csv").read_text().startswith("trial_id,status,probe_accuracy")
@@ -119,9 +154,33 @@ def test_search_records_both_objectives_and_hparams(tmp_path, monkeypatch):
 
 
 def test_bayesian_search_runs_trials(tmp_path):
-    result = tune.search(small_config(algorithm="bayesian", max_trials=3), tmp_path / "bayes", arrays=small_arrays())
+    config = small_config(algorithm="bayesian", max_trials=3)
+    result = tune.search(config, tmp_path / "bayes", arrays=small_arrays())
     assert [t["status"] for t in result.trials] == ["COMPLETED"] * 3
-    assert all(0 <= t["probe_accuracy"] <= 1 for t in result.trials)
+    assert_scores_are_each_trials_own(config, tmp_path / "bayes", small_arrays(), result)
+
+
+def test_hyperband_search_runs_trials_and_records_both_objectives(tmp_path):
+    """Hyperband with at most 2 epochs and factor 2: a bracket of two 1-epoch trials whose better one goes on to
+    epoch 2 (a trial of its own, from the first one's weights), and a bracket of two 2-epoch trials."""
+    config = small_config(algorithm="hyperband", epochs=2, hyperband_factor=2)
+    result = tune.search(config, tmp_path / "hyperband", arrays=small_arrays())
+    assert [t["status"] for t in result.trials] == ["COMPLETED"] * 5
+    for t in result.trials:
+        assert t["probe_accuracy"] is not None and t["knn_accuracy"] is not None
+        assert t["val_reconstruction_loss"] is not None
+    schedule = sorted((t["hyperparameters"]["tuner/bracket"], t["hyperparameters"]["tuner/round"],
+                       t["hyperparameters"]["tuner/epochs"]) for t in result.trials)
+    assert schedule == [(0, 0, 2), (0, 0, 2), (1, 0, 1), (1, 0, 1), (1, 1, 2)]
+    promoted = next(t for t in result.trials if t["hyperparameters"]["tuner/round"] == 1)
+    parent = next(t for t in result.trials if t["trial_id"] == promoted["hyperparameters"]["tuner/trial_id"])
+    assert parent["hyperparameters"]["tuner/epochs"] == 1
+    assert parent["probe_accuracy"] == max(t["probe_accuracy"] for t in result.trials
+                                           if t["hyperparameters"]["tuner/bracket"] == 1
+                                           and t["hyperparameters"]["tuner/round"] == 0)
+    assert_scores_are_each_trials_own(config, tmp_path / "hyperband", small_arrays(), result)
+    saved = json.loads((tmp_path / "hyperband" / "tune.json").read_text())
+    assert len(saved["trials"]) == 5 and (tmp_path / "hyperband" / "best.keras").exists()
 
 
 def _free_port() -> int:
