@@ -182,10 +182,6 @@ def test_kill_9_at_many_moments_then_the_same_command_resumes(tmp_path, moment):
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-@pytest.mark.xfail(strict=True, reason=(
-    "train.callbacks.save_model_atomic: a kill -9 between model.save(tmp) and os.replace leaves "
-    "checkpoints/.last.<pid>.tmp.keras (a whole model) behind, and nothing removes a killed process's temporary "
-    "files when the run resumes or commits"))
 def test_a_resumed_run_leaves_no_temporary_file_of_the_killed_process(tmp_path):
     leftovers = _check_kill_and_resume(tmp_path, "before last.keras:2")
     assert not leftovers, f"temporary files left behind: {leftovers}"

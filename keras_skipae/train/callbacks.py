@@ -43,6 +43,27 @@ def checkpoint_info(path) -> dict | None:
         return None
 
 
+def remove_temporaries(folder) -> list[str]:
+    """Delete the temporary files a killed writer left in ``folder`` (and its sub-folders); their names.
+
+    Only the process that owns the folder calls this, when it starts writing
+    there (the run directory's lock makes it the one writer), so every
+    temporary file found is a leftover: ``.NAME.PID.tmp*``, ``.NAME.tmp`` and
+    the backup's ``.tmp_*`` files. Other workers' ``.workerN`` folders are left alone.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.rglob(".*"):
+        if any(part.startswith(".worker") for part in path.relative_to(folder).parts):
+            continue
+        if path.is_file() and (path.name.startswith(".tmp_") or ".tmp" in path.name):
+            path.unlink(missing_ok=True)
+            removed.append(str(path.relative_to(folder)))
+    return removed
+
+
 def save_model_atomic(model: keras.Model, path, info: dict | None = None) -> Path:
     """``model.save(path)`` through a temporary ``.keras`` file and ``os.replace``."""
     path = Path(path)

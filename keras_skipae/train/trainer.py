@@ -324,6 +324,10 @@ class Trainer:
         if run_dir is not None:
             run_dir = Path(run_dir)
             own = run_dir if self.is_chief else run_dir / f".worker{self.task_index}"
+            leftovers = cb.remove_temporaries(own)
+            if leftovers:
+                print(f"{stage}: removed {len(leftovers)} temporary file(s) a killed run left in {own}: "
+                      f"{', '.join(leftovers[:5])}", flush=True)
             # keep_backup: the caller (the stage runner) deletes the backup only once it has committed the
             # stage's results, so a kill between the last epoch and that commit loses no training
             backup = cb.AtomicBackupAndRestore(own / "backup", delete_checkpoint=not keep_backup)
