@@ -172,11 +172,6 @@ def test_segmentation_weights_are_zero_exactly_on_the_ignore_label_after_augment
     assert flips == {False, True}, "the flip was exercised both ways"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "data.transforms._scale_crop/_boxes: a scale-1 24-row crop starting 2 rows above a 20-row image has "
-    "tf.image.crop_and_resize sample source row 0 at y = -1.2e-7 (float32 rounding of the normalised box), which "
-    "it treats as outside the image: that real row becomes padding (image 0, mask -1, weight 0) instead of the "
-    "plain shifted crop _boxes documents"))
 def test_a_scale_one_crop_beyond_the_image_is_a_plain_shifted_crop():
     masks, _, _, batches = _ignore_label_batches(seeds=range(3))
     for seed, (_, _, _, codes) in enumerate(batches):

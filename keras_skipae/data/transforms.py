@@ -142,16 +142,20 @@ def _scale_crop(images, masks, seed, size, scale_range, flip, eval_size=None):
     top = tf.minimum(start(hf, box_h, s_top), tf.maximum(hf - box_h, 0.0))
     left = tf.minimum(start(wf, box_w, s_left), tf.maximum(wf - box_w, 0.0))
     mirror = tf.random.stateless_uniform([b], s_flip) < 0.5 if flip else tf.zeros([b], tf.bool)
-    boxes = _boxes(top, left, box_h, box_w, h, w, mirror, out_h, out_w)
+    # sampled in a frame padded by one pixel of the outside values (image 0, mask -1): a sample that float32
+    # rounding puts a hair outside the image (y = -1e-7 for row 0 of a plain shifted crop) still reads that
+    # row, which crop_and_resize would otherwise replace by the outside value
+    boxes = _boxes(top + 1.0, left + 1.0, box_h, box_w, h + 2, w + 2, mirror, out_h, out_w)
     ind = tf.range(b)
     crop = tf.constant([out_h, out_w], tf.int32)
-    out_images = tf.image.crop_and_resize(images, boxes, ind, crop, extrapolation_value=0.0)
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    out_images = tf.image.crop_and_resize(padded, boxes, ind, crop, extrapolation_value=0.0)
     out_images.set_shape([images.shape[0], out_h, out_w, images.shape[-1]])
     out_masks = None
     if masks is not None:
-        m = tf.image.crop_and_resize(
-            tf.cast(masks[..., None], tf.float32), boxes, ind, crop, method="nearest", extrapolation_value=-1.0
-        )
+        padded_masks = tf.pad(tf.cast(masks[..., None], tf.float32), [[0, 0], [1, 1], [1, 1], [0, 0]],
+                              constant_values=-1.0)
+        m = tf.image.crop_and_resize(padded_masks, boxes, ind, crop, method="nearest", extrapolation_value=-1.0)
         out_masks = tf.cast(tf.round(m[..., 0]), tf.int32)
         out_masks.set_shape([masks.shape[0], out_h, out_w])
     return out_images, out_masks
