@@ -37,7 +37,9 @@ def test_idx_falls_back_to_the_tfds_cache(tmp_path, monkeypatch):
     from keras_skipae.data import sources
 
     monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", str(tmp_path / "not_installed"))
-    (tmp_path / "tfds" / "fashion_mnist").mkdir(parents=True)
+    prepared = tmp_path / "tfds" / "fashion_mnist" / "3.0.1"
+    prepared.mkdir(parents=True)
+    (prepared / "dataset_info.json").write_text("{}")  # what a finished download_and_prepare leaves
     with tfds.testing.mock_data(num_examples=5):
         ds = data.load("idx:", "train", data_dir=str(tmp_path / "tfds"))
         assert ds.info.name == "fashion_mnist" and ds.info.image_shape == (28, 28, 1)
