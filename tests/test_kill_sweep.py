@@ -85,7 +85,8 @@ def run_problems(run_dir: Path, finished: bool) -> list[str]:
 
 
 def _sweep_run(tmp_path: Path, moments: int) -> tuple[int, list]:
-    recipe = write_tiny_recipe(tmp_path)
+    # 4 epochs per stage: most of the command's time is training, checkpoints and commits, not start-up
+    recipe = write_tiny_recipe(tmp_path, pretrain_epochs=4, finetune_epochs=4)
     started = time.monotonic()
     subprocess.run(_skipae("run", str(recipe), "--run-dir", str(tmp_path / "whole")), check=True,
                    capture_output=True, env=ENV, timeout=900)
