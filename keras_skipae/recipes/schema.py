@@ -143,6 +143,10 @@ class OptimizerConfig(Strict):
     step_epochs: list[float] = Field(default_factory=list)
     step_factor: float = Field(default=0.1, gt=0)
     clipnorm: Optional[float] = Field(default=None, gt=0)
+    #: fine-tuning: the transferred encoder learns at this fraction of the rate (the new head at the full rate)
+    encoder_lr_scale: float = Field(default=1.0, ge=0)
+    #: fine-tuning: epochs at the start in which the encoder does not move (the new head trains alone)
+    encoder_frozen_epochs: float = Field(default=0.0, ge=0)
 
 
 # ------------------------------------------------------------------------ run recipes
@@ -230,6 +234,23 @@ class StageConfig(Strict):
     crop_size: Optional[list[int]] = None
     checkpoint_every: Optional[Count] = Field(default=None, ge=1)
     restore_best: bool = True
+
+    @model_validator(mode="after")
+    def _encoder_protocol(self):
+        opt = self.optimizer
+        if self.freeze_encoder and (opt.encoder_lr_scale != 1.0 or opt.encoder_frozen_epochs > 0):
+            raise ValueError(
+                "freeze_encoder: true keeps the encoder fixed for the whole stage, so optimizer.encoder_lr_scale / "
+                "optimizer.encoder_frozen_epochs have nothing to act on; use one or the other "
+                "(encoder_frozen_epochs: N freezes it for the first N epochs only)"
+            )
+        if opt.encoder_frozen_epochs >= self.epochs:
+            raise ValueError(
+                f"optimizer.encoder_frozen_epochs ({opt.encoder_frozen_epochs:g}) is not below the stage's epochs "
+                f"({self.epochs}), so the encoder would never train; use freeze_encoder: true for that, or fewer "
+                "frozen epochs"
+            )
+        return self
 
 
 class Recipe(Strict):

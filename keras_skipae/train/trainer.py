@@ -28,6 +28,7 @@ import tensorflow as tf
 from keras.src.backend.tensorflow import trainer as tf_trainer  # patched for multi-worker fit, see below
 
 from . import callbacks as cb
+from .encoder_lr import SCALED, encoder_variable_paths
 from .metrics import MONITOR, loss_for, metrics_for
 from .strategy import make_strategy, resolve_mixed_precision, worker_info
 
@@ -43,6 +44,11 @@ class OptimizerSpec:
     epoch in ``step_epochs``) or ``cosine`` (to zero at the last epoch), each
     after ``warmup_epochs`` of linear warm-up from zero. ``weight_decay`` is
     decoupled (AdamW-style) for every optimiser.
+
+    Fine-tuning a transferred encoder: its variables (those of the ``encoder_*``
+    layers) learn at ``encoder_lr_scale`` times the schedule's rate, and not at
+    all for the first ``encoder_frozen_epochs`` (the new head trains alone); see
+    :mod:`keras_skipae.train.encoder_lr`.
     """
 
     name: str = "adam"
@@ -55,6 +61,12 @@ class OptimizerSpec:
     step_epochs: tuple = ()
     step_factor: float = 0.1
     clipnorm: float | None = None
+    encoder_lr_scale: float = 1.0
+    encoder_frozen_epochs: float = 0.0
+
+    @property
+    def scales_encoder(self) -> bool:
+        return self.encoder_lr_scale != 1.0 or self.encoder_frozen_epochs > 0
 
     def __post_init__(self):
         if self.name not in OPTIMIZERS:
@@ -63,6 +75,10 @@ class OptimizerSpec:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.encoder_lr_scale < 0:
+            raise ValueError(f"encoder_lr_scale must be >= 0, got {self.encoder_lr_scale}")
+        if self.encoder_frozen_epochs < 0:
+            raise ValueError(f"encoder_frozen_epochs must be >= 0, got {self.encoder_frozen_epochs}")
 
 
 @keras.saving.register_keras_serializable(package="keras_skipae")
@@ -102,8 +118,13 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 "step_factor": self.step_factor}
 
 
-def make_optimizer(spec: OptimizerSpec | dict | str, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
+def make_optimizer(spec: OptimizerSpec | dict | str, steps_per_epoch: int, epochs: int,
+                   encoder_paths: list[str] | None = None) -> keras.optimizers.Optimizer:
     """A Keras optimiser for ``spec`` with its schedule laid out over ``epochs`` x ``steps_per_epoch``.
+
+    ``encoder_paths``: the paths of the encoder's variables
+    (:func:`~keras_skipae.train.encoder_lr.encoder_variable_paths`), needed when
+    ``spec`` scales or freezes the encoder's learning rate.
 
     >>> opt = make_optimizer({"name": "sgd", "learning_rate": 0.05, "schedule": "cosine"}, 100, 10)
     """
@@ -123,11 +144,22 @@ def make_optimizer(spec: OptimizerSpec | dict | str, steps_per_epoch: int, epoch
             step_factor=spec.step_factor,
         )
     common = {"learning_rate": lr, "weight_decay": spec.weight_decay or None, "clipnorm": spec.clipnorm}
+    classes = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW}
+    if spec.scales_encoder:
+        if not encoder_paths:
+            raise ValueError(
+                "encoder_lr_scale / encoder_frozen_epochs act on a model's encoder, but no encoder variables were "
+                "given: the model has no trainable encoder_* layers (is its encoder frozen with freeze_encoder?), or "
+                "make_optimizer was called without encoder_paths (Trainer.compile passes them)"
+            )
+        classes = SCALED
+        common.update(encoder_paths=encoder_paths, encoder_lr_scale=spec.encoder_lr_scale,
+                      frozen_steps=round(spec.encoder_frozen_epochs * steps_per_epoch))
     if spec.name == "sgd":
-        return keras.optimizers.SGD(momentum=spec.momentum, nesterov=spec.nesterov, **common)
+        return classes["sgd"](momentum=spec.momentum, nesterov=spec.nesterov, **common)
     if spec.name == "adam":
-        return keras.optimizers.Adam(**common)
-    return keras.optimizers.AdamW(**{**common, "weight_decay": spec.weight_decay})
+        return classes["adam"](**common)
+    return classes["adamw"](**{**common, "weight_decay": spec.weight_decay})
 
 
 def set_seed(seed: int, deterministic: bool = False) -> None:
@@ -253,7 +285,7 @@ class Trainer:
             spe = 1
         with self.strategy.scope():
             opt = optimizer if isinstance(optimizer, keras.optimizers.Optimizer) else make_optimizer(
-                optimizer, steps_per_epoch, epochs
+                optimizer, steps_per_epoch, epochs, encoder_paths=encoder_variable_paths(model)
             )
             model.compile(
                 optimizer=opt,
