@@ -42,12 +42,23 @@ def test_model_files_given_directly_are_asked_about_their_run(tmp_path):
     assert (ckpt.run, ckpt.epoch) == ("pretrain", 2)  # a periodic checkpoint is named after its stage
     assert ckpt.corruption == {"corruption": "masking (pipeline)", "corruption_level": 0.25}
     (final,) = probe.find_checkpoints(run / "pretrain" / "model.keras")
-    assert (final.run, final.epoch, final.corruption) == ("model", None, ckpt.corruption)
+    assert (final.run, final.epoch, final.corruption) == ("pretrain", None, ckpt.corruption)  # its stage's name
     loose = tmp_path / "epoch_007.keras"  # outside any run: named after itself, no recorded corruption
     (run / "pretrain" / "model.keras").rename(loose)
     (alone,) = probe.find_checkpoints(loose)
     assert (alone.run, alone.epoch, alone.corruption) == ("epoch_007", 7, None)
     assert runs.stage_of(run / "pretrain" / "checkpoints" / "epoch_002.keras")[1] == "pretrain"
+
+
+def test_files_from_several_runs_are_told_apart_by_their_folders(tmp_path):
+    seeds = [fake_run(tmp_path / "search" / f"seed_{s}") for s in (0, 1)]
+    found = probe.find_checkpoints([run / "pretrain" / "model.keras" for run in seeds]
+                                   + [run / "pretrain" / "checkpoints" / "epoch_002.keras" for run in seeds]
+                                   + [seeds[0] / "pretrain" / "checkpoints" / "epoch_001.keras"])
+    assert [c.name for c in found] == ["seed_0/pretrain", "seed_1/pretrain", "seed_0/pretrain@e002",
+                                       "seed_1/pretrain@e002", "seed_0/pretrain@e001"]
+    one_run = probe.find_checkpoints([seeds[0] / "pretrain" / "checkpoints" / f"epoch_00{e}.keras" for e in (1, 2)])
+    assert [c.name for c in one_run] == ["pretrain@e001", "pretrain@e002"], "one folder: names stay short"
 
 
 def test_folders_without_metrics_json_are_searched_for_checkpoints(tmp_path):

@@ -17,7 +17,7 @@ from typing import Any, Union
 
 import keras
 
-from ..runs import RunDir, checkpoint_epoch, stage_of
+from ..runs import CHECKPOINTS_DIR, RunDir, checkpoint_epoch, stage_of
 from ..saving import load
 
 Source = Union[str, Path, keras.Model]
@@ -75,6 +75,40 @@ def _stage_checkpoints(name: str, run: RunDir, stage: str) -> list:
     return found
 
 
+def _folder(c: Checkpoint) -> Path | None:
+    """The stage folder a checkpoint file lies in (None for a model in memory)."""
+    if not isinstance(c.source, (str, Path)):
+        return None
+    folder = Path(c.source).resolve().parent
+    return folder.parent if folder.name == CHECKPOINTS_DIR else folder
+
+
+def _distinct_names(found: list) -> list:
+    """Rename runs whose name stands for files in several folders (``seed_0/pretrain``, ``seed_1/pretrain``).
+
+    Every checkpoint of such a run is named by as many of its folders as it
+    takes to tell the folders apart, so no table row, run grouping or plot
+    label mixes two runs.
+    """
+    groups: dict[str, list] = {}
+    for c in found:
+        groups.setdefault(c.run, []).append(c)
+    for run, group in groups.items():
+        folders = {_folder(c) for c in group}
+        if len(folders) < 2 or None in folders:
+            continue
+        deepest = max(len(f.parts) for f in folders)
+        for depth in range(2, deepest + 1):
+            names = {f: "/".join(f.parts[-depth:]) for f in folders}
+            if len(set(names.values())) == len(names):
+                break
+        for c in group:
+            # keep what the name said beyond its folder (a loose file's own name)
+            tail = run.split("/")[-1]
+            c.run = names[_folder(c)] + ("" if tail == _folder(c).name else f"/{tail}")
+    return found
+
+
 def find_checkpoints(source: Any) -> list:
     """Every auto-encoder checkpoint in ``source``, as :class:`Checkpoint` objects.
 
@@ -101,7 +135,7 @@ def find_checkpoints(source: Any) -> list:
                                       corruption=_file_corruption(item)))
         return out
     if isinstance(source, (list, tuple)):
-        return [c for item in source for c in find_checkpoints(item)]
+        return _distinct_names([c for item in source for c in find_checkpoints(item)])
     path = Path(source)
     if path.is_file():
         if path.suffix != ".keras":
@@ -109,8 +143,9 @@ def find_checkpoints(source: Any) -> list:
         run, stage = stage_of(path)
         epoch = checkpoint_epoch(path.name)
         periodic = epoch is not None and path.parent != run.stage_dir(stage)  # in the stage's checkpoints/
-        # a periodic checkpoint is named after its stage folder, any other model file after itself
-        return [Checkpoint(stage if periodic else path.stem, epoch, path, corruption=run.stage_corruption(stage))]
+        # a periodic checkpoint and a stage's model.keras are named after the stage folder, any other file itself
+        name = stage if periodic or path.name == "model.keras" else path.stem
+        return [Checkpoint(name, epoch, path, corruption=run.stage_corruption(stage))]
     if not path.is_dir():
         raise FileNotFoundError(f"no run directory or model at {path}")
     run = RunDir(path)
