@@ -356,3 +356,15 @@ def test_a_recipe_trains_a_segmenter_on_drive_as_distributed(tmp_path):
     seg = results["stages"]["seg"]
     assert seg["kind"] == "segmenter" and set(seg["metrics"]) >= {"mean_iou", "pixel_accuracy"}
     assert ks.load(tmp_path / "run" / "seg" / "model.keras").arch.num_classes == 2, "vessel / background, not 256"
+
+
+def test_a_stage_without_evaluation_says_so_and_shows_its_validation(tmp_path):
+    raw = tiny_recipe(write_tiny_data(tmp_path), pretrain_epochs=1)
+    raw["stages"] = {"pretrain": {**raw["stages"]["pretrain"], "eval_on": "none"}}
+    raw["summary"] = []
+    path = tmp_path / "noeval.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    lines = []
+    recipes.run(path, run_dir=tmp_path / "run", echo=lines.append)
+    (line,) = [line for line in lines if line.startswith("[pretrain] autoencoder")]
+    assert "not evaluated (eval_on: none); validation loss" in line and "psnr" in line

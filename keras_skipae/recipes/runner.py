@@ -337,7 +337,11 @@ def _run_stages(state: _Run, recipe: Recipe, rundir: RunDir, trainer: Trainer, o
         if trainer.is_chief:
             rundir.write_results(results)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items())
-        echo(f"[{name}] {result['kind']} on {result.get('evaluated_on')}: {shown}")
+        if result.get("evaluated_on") == "none" or not shown:
+            val = ", ".join(f"{k} {v:.4f}" for k, v in (result.get("val_metrics") or {}).items())
+            echo(f"[{name}] {result['kind']}: not evaluated (eval_on: none)" + (f"; validation {val}" if val else ""))
+        else:
+            echo(f"[{name}] {result['kind']} on {result.get('evaluated_on')}: {shown}")
     return results
 
 
