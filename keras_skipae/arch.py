@@ -19,7 +19,9 @@ import numpy as np
 # space and the command line's options all read these.
 Downsample = Literal["strided", "maxpool", "none"]
 Merge = Literal["add", "concat"]
-Corruption = Literal["none", "gaussian", "masking", "salt_pepper"]
+Corruption = Literal["none", "gaussian", "masking", "salt_pepper", "block_masking", "block_noise"]
+LossOn = Literal["all", "corrupted"]
+SkipDropoutPer = Literal["example", "batch"]
 OutputActivation = Literal["linear", "sigmoid"]
 Activation = Literal["relu", "elu", "gelu", "swish", "leaky_relu", "tanh"]
 Pooling = Literal["avg", "max", "avgmax", "flatten"]
@@ -32,6 +34,10 @@ TuneObjective = Literal["probe_accuracy", "val_reconstruction_loss"]
 DOWNSAMPLE_MODES = get_args(Downsample)
 MERGE_MODES = get_args(Merge)
 CORRUPTIONS = get_args(Corruption)
+#: corruptions that act on square patches of ``corruption_block`` pixels rather than on single pixels
+BLOCK_CORRUPTIONS = ("block_masking", "block_noise")
+LOSS_ON = get_args(LossOn)
+SKIP_DROPOUT_PER = get_args(SkipDropoutPer)
 OUTPUT_ACTIVATIONS = get_args(OutputActivation)
 ACTIVATIONS = get_args(Activation)
 POOLINGS = get_args(Pooling)
@@ -92,6 +98,10 @@ class Arch:
     # denoising corruption, active in training only
     corruption: str = "masking"
     corruption_level: float = 0.25
+    corruption_block: int = 4         # patch side in pixels of block_masking / block_noise
+    loss_on: str = "all"              # reconstruction loss on "all" pixels or only the "corrupted" ones
+    skip_dropout: float = 0.0         # probability that a symmetric skip is dropped in training
+    skip_dropout_per: str = "example"  # drawn per "example" or once per "batch"
     # heads
     num_classes: int = 10
     head_width: int = 192
@@ -233,6 +243,8 @@ def _validate(a: Arch) -> None:
         ("corruption", CORRUPTIONS),
         ("output_activation", OUTPUT_ACTIVATIONS),
         ("activation", ACTIVATIONS),
+        ("loss_on", LOSS_ON),
+        ("skip_dropout_per", SKIP_DROPOUT_PER),
     ):
         _choice(a, name, choices)
     for name in ("batch_norm", "skips", "residual_output"):
@@ -242,7 +254,15 @@ def _validate(a: Arch) -> None:
         if not (a.corruption_level >= 0):
             _fail("corruption_level", a.corruption_level, "a standard deviation >= 0 for gaussian noise")
     elif not (0.0 <= a.corruption_level < 1.0):
-        _fail("corruption_level", a.corruption_level, "a fraction in [0, 1) for masking or salt_pepper")
+        _fail("corruption_level", a.corruption_level, "a fraction in [0, 1) for masking, salt_pepper and the block "
+              "corruptions (the share of pixels covered)")
+    if not isinstance(a.corruption_block, int) or isinstance(a.corruption_block, bool) or a.corruption_block < 1:
+        _fail("corruption_block", a.corruption_block, "a positive int (the side of a square patch, in pixels)")
+    if not (0.0 <= a.skip_dropout < 1.0):
+        _fail("skip_dropout", a.skip_dropout, "a probability in [0, 1)")
+    if a.loss_on == "corrupted" and a.corruption == "gaussian":
+        _fail("loss_on", a.loss_on, "'all' with gaussian noise, which corrupts every pixel; 'corrupted' needs "
+              "masking, salt_pepper, block_masking or block_noise")
     if not isinstance(a.num_classes, int) or a.num_classes < 1:
         _fail("num_classes", a.num_classes, "a positive int")
     if not isinstance(a.head_width, int) or a.head_width < 1:

@@ -49,6 +49,42 @@ KINDS: dict[str, KindSpec] = {
 assert tuple(KINDS) == MODEL_KINDS, "kinds.KINDS and arch.ModelKind must name the same kinds"
 
 
+#: whether each metric the package logs is better higher ("max") or lower ("min"): what picks a best epoch
+METRIC_MODES: dict[str, str] = {
+    "loss": "min", "mse": "min", "mae": "min",
+    "accuracy": "max", "top5_accuracy": "max", "mean_iou": "max", "pixel_accuracy": "max",
+    "psnr": "max", "ssim": "max", "auc": "max",
+    "probe_accuracy": "max", "probe_knn_accuracy": "max",
+}
+
+
+def monitor_mode(monitor: str) -> tuple[str, str]:
+    """``(metric, mode)`` for a best-epoch monitor: ``"val_accuracy"`` -> ("val_accuracy", "max").
+
+    The direction comes from :data:`METRIC_MODES` (the ``val_`` prefix
+    ignored), never from a guess at the name; ``"NAME:max"`` or ``"NAME:min"``
+    states it for any other metric. An unknown metric without one is a
+    ValueError that lists the known ones.
+
+    >>> monitor_mode("val_probe_accuracy")
+    ('val_probe_accuracy', 'max')
+    >>> monitor_mode("val_my_score:max")
+    ('val_my_score', 'max')
+    """
+    name, _, mode = monitor.partition(":")
+    if mode:
+        if mode not in ("min", "max"):
+            raise ValueError(f"monitor {monitor!r}: the mode after ':' must be 'min' or 'max'")
+        return name, mode
+    bare = name[4:] if name.startswith("val_") else name
+    if bare not in METRIC_MODES:
+        raise ValueError(
+            f"monitor {monitor!r}: unknown metric, so whether higher is better is not known; use one of "
+            f"{', '.join('val_' + m for m in METRIC_MODES)} or say it: '{name}:max' or '{name}:min'"
+        )
+    return name, METRIC_MODES[bare]
+
+
 def kind_spec(kind: str) -> KindSpec:
     """The :class:`KindSpec` of ``kind``; an unknown kind is a ValueError listing the valid ones."""
     try:

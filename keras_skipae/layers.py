@@ -25,40 +25,76 @@ def _per_channel(values):
     return [float(v) for v in np.ravel(values)]
 
 
-def apply_corruption(x, kind, level, low, high, uniform, normal):
+def apply_corruption(x, kind, level, low, high, uniform, normal, block=4):
     """Corrupt a batch ``x`` of shape (batch, height, width, channels).
 
     ``low``/``high`` are per-channel values of a black and a white pixel in the
     input's units; ``uniform(shape)`` and ``normal(shape)`` draw random tensors.
-    Shared by the corruption layers and by input pipelines that corrupt data
-    outside the model.
+    ``block`` is the side of the square patches of ``block_masking`` and
+    ``block_noise``. Shared by the corruption layers and by input pipelines that
+    corrupt data outside the model.
+    """
+    return corrupt_with_mask(x, kind, level, low, high, uniform, normal, block)[0]
+
+
+def corrupt_with_mask(x, kind, level, low, high, uniform, normal, block=4):
+    """:func:`apply_corruption` that also returns which pixels it corrupted: ``(corrupted, mask)``.
+
+    ``mask`` is (batch, height, width, 1) in ``x``'s dtype, 1 where a pixel was
+    corrupted (every pixel for gaussian noise), 0 elsewhere; None when nothing
+    was corrupted (``kind="none"`` or ``level=0``).
+
+    Pixel kinds (``masking``, ``salt_pepper``) hit single pixels, all channels
+    together; block kinds cover a fraction ``level`` of a grid of
+    ``block`` x ``block`` patches whose origin moves by a random offset every
+    batch, and fill them with black (``block_masking``) or uniform noise
+    between black and white (``block_noise``).
     """
     if kind == "none" or level == 0:
-        return x
+        return x, None
     dtype = x.dtype
     low = ops.cast(ops.convert_to_tensor(low), dtype)
     high = ops.cast(ops.convert_to_tensor(high), dtype)
     shape = ops.shape(x)
     if kind == "gaussian":
-        return x + ops.cast(level, dtype) * (high - low) * ops.cast(normal(shape), dtype)
-    # masking and salt-and-pepper act on whole pixels (all channels together)
+        noisy = x + ops.cast(level, dtype) * (high - low) * ops.cast(normal(shape), dtype)
+        return noisy, ops.ones((shape[0], shape[1], shape[2], 1), dtype)
     pixel_shape = (shape[0], shape[1], shape[2], 1)
-    hit = ops.cast(uniform(pixel_shape) < level, dtype)
-    if kind == "masking":
-        return x * (1 - hit) + hit * low
-    if kind == "salt_pepper":
+    if kind in ("block_masking", "block_noise"):
+        hit = _block_mask(shape, int(block), level, uniform, dtype)
+    elif kind in ("masking", "salt_pepper"):
+        hit = ops.cast(uniform(pixel_shape) < level, dtype)
+    else:
+        raise ValueError(f"unknown corruption {kind!r}; expected none, gaussian, masking, salt_pepper, "
+                         "block_masking or block_noise")
+    if kind in ("masking", "block_masking"):
+        value = low
+    elif kind == "salt_pepper":
         salt = ops.cast(uniform(pixel_shape) < 0.5, dtype)
         value = salt * high + (1 - salt) * low
-        return x * (1 - hit) + hit * value
-    raise ValueError(f"unknown corruption {kind!r}; expected none, gaussian, masking or salt_pepper")
+    else:  # block_noise: every channel of a covered pixel uniform between black and white
+        value = low + (high - low) * ops.cast(uniform(shape), dtype)
+    return x * (1 - hit) + hit * value, hit
+
+
+def _block_mask(shape, block, level, uniform, dtype):
+    """(batch, height, width, 1): whole ``block`` x ``block`` cells of a randomly offset grid, each on with odds ``level``."""
+    batch, height, width = shape[0], shape[1], shape[2]
+    rows = height // block + 2
+    cols = width // block + 2
+    cells = ops.cast(uniform((batch, rows, cols, 1)) < level, dtype)
+    grid = ops.repeat(ops.repeat(cells, block, axis=1), block, axis=2)
+    offset = ops.cast(ops.floor(ops.cast(uniform((2,)), "float32") * block), "int32")
+    return ops.slice(grid, ops.stack([0, offset[0], offset[1], 0]), ops.stack([batch, height, width, 1]))
 
 
 class _Corruption(keras.layers.Layer):
     kind = "none"
 
-    def __init__(self, level, low=(0.0,), high=(1.0,), seed=None, **kwargs):
+    def __init__(self, level, low=(0.0,), high=(1.0,), seed=None, block=4, **kwargs):
         super().__init__(**kwargs)
         self.level = float(level)
+        self.block = int(block)
         self.low = _per_channel(low)
         self.high = _per_channel(high)
         self.seed = seed
@@ -68,7 +104,11 @@ class _Corruption(keras.layers.Layer):
     def call(self, inputs, training=False):
         if not training or self.level == 0:
             return inputs
-        return apply_corruption(
+        return self.corrupt(inputs)[0]
+
+    def corrupt(self, inputs):
+        """``(corrupted, mask)`` of a batch, as :func:`corrupt_with_mask` (always corrupts)."""
+        return corrupt_with_mask(
             inputs,
             self.kind,
             self.level,
@@ -76,6 +116,7 @@ class _Corruption(keras.layers.Layer):
             self.high,
             uniform=lambda s: keras.random.uniform(s, seed=self.seed_generator),
             normal=lambda s: keras.random.normal(s, seed=self.seed_generator),
+            block=self.block,
         )
 
     def compute_output_shape(self, input_shape):
@@ -83,7 +124,8 @@ class _Corruption(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"level": self.level, "low": self.low, "high": self.high, "seed": self.seed})
+        config.update({"level": self.level, "low": self.low, "high": self.high, "seed": self.seed,
+                       "block": self.block})
         return config
 
 
@@ -108,11 +150,126 @@ class SaltPepperCorruption(_Corruption):
     kind = "salt_pepper"
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BlockMaskingCorruption(_Corruption):
+    """Blanks (sets to black) random ``block`` x ``block`` patches covering a fraction ``level`` in training."""
+
+    kind = "block_masking"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BlockNoiseCorruption(_Corruption):
+    """Fills random ``block`` x ``block`` patches covering a fraction ``level`` with uniform noise in training."""
+
+    kind = "block_noise"
+
+
 CORRUPTION_LAYERS = {
     "gaussian": GaussianCorruption,
     "masking": MaskingCorruption,
     "salt_pepper": SaltPepperCorruption,
+    "block_masking": BlockMaskingCorruption,
+    "block_noise": BlockNoiseCorruption,
 }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CorruptionWithMask(keras.layers.Layer):
+    """Training-time corruption that also says which pixels it corrupted: ``call(x) -> [corrupted, mask]``.
+
+    Wraps one of :data:`CORRUPTION_LAYERS` (by ``kind``); ``mask`` is
+    (batch, height, width, 1), 1 on corrupted pixels. At inference the input
+    passes unchanged and the mask is all zeros. Used by auto-encoders whose
+    reconstruction loss counts only the corrupted pixels (``loss_on="corrupted"``).
+    """
+
+    def __init__(self, kind, level, low=(0.0,), high=(1.0,), seed=None, block=4, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in CORRUPTION_LAYERS:
+            raise ValueError(f"CorruptionWithMask: unknown kind {kind!r}; expected one of {', '.join(CORRUPTION_LAYERS)}")
+        self.kind = kind
+        self.inner = CORRUPTION_LAYERS[kind](level, low=low, high=high, seed=seed, block=block, name=f"{kind}_noise")
+
+    def build(self, input_shape):
+        self.inner.build(input_shape)
+
+    def call(self, inputs, training=False):
+        zeros = ops.zeros_like(inputs[..., :1])
+        if not training or self.inner.level == 0:
+            return [inputs, zeros]
+        corrupted, mask = self.inner.corrupt(inputs)
+        return [corrupted, mask]
+
+    def compute_output_shape(self, input_shape):
+        return [tuple(input_shape), tuple(input_shape[:-1]) + (1,)]
+
+    def get_config(self):
+        config = super().get_config()
+        inner = self.inner.get_config()
+        config.update({"kind": self.kind, **{k: inner[k] for k in ("level", "low", "high", "seed", "block")}})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CorruptedPixelsOnly(keras.layers.Layer):
+    """Restricts a reconstruction's training error to the corrupted pixels: ``call([reconstruction, clean, mask])``.
+
+    In training, pixels outside ``mask`` take the clean target's value (so
+    their error, and its gradient, is 0) and the error on the corrupted ones
+    is scaled by ``sqrt(pixels / corrupted pixels)``: a mean squared error
+    against ``clean`` is then the mean over the corrupted pixels alone, as
+    masked auto-encoders train. At inference the reconstruction passes
+    unchanged.
+    """
+
+    def call(self, inputs, training=False):
+        reconstruction, clean, mask = inputs
+        if not training:
+            return reconstruction
+        mask = ops.cast(mask, reconstruction.dtype)
+        clean = ops.cast(clean, reconstruction.dtype)
+        share = ops.maximum(ops.mean(mask), ops.cast(1e-6, mask.dtype))
+        return clean + (reconstruction - clean) * mask / ops.sqrt(share)
+
+    def compute_output_shape(self, input_shapes):
+        return tuple(input_shapes[0])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SkipDropout(keras.layers.Layer):
+    """Drops a symmetric skip in training: with probability ``rate`` the skip's tensor becomes zeros.
+
+    ``per="example"`` draws for each example, ``per="batch"`` once for the
+    whole batch. A kept skip is not rescaled, so at inference (where nothing is
+    dropped) the decoder sees the skip exactly as in the training steps that
+    kept it. Forces the deep path to carry the image's content.
+    """
+
+    def __init__(self, rate, per="example", seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"SkipDropout: rate must be in [0, 1), got {rate}")
+        if per not in ("example", "batch"):
+            raise ValueError(f"SkipDropout: per must be 'example' or 'batch', got {per!r}")
+        self.rate = float(rate)
+        self.per = per
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        shape = (ops.shape(inputs)[0], 1, 1, 1) if self.per == "example" else (1, 1, 1, 1)
+        keep = ops.cast(keras.random.uniform(shape, seed=self.seed_generator) >= self.rate, inputs.dtype)
+        return inputs * keep
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"rate": self.rate, "per": self.per, "seed": self.seed})
+        return config
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

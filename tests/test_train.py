@@ -76,7 +76,7 @@ def test_restore_best_ends_on_the_best_epoch_not_the_last(tmp_path, rng):
         model = ks.build("autoencoder", "tiny", **SMALL)
     data = _ae_data(rng)
     # epoch 2 of 3 is the best by the monitored value; the weights keep changing in epoch 3
-    history = trainer.fit(model, data, data, epochs=3, run_dir=tmp_path / "pretrain", monitor="val_scripted",
+    history = trainer.fit(model, data, data, epochs=3, run_dir=tmp_path / "pretrain", monitor="val_scripted:min",
                           callbacks=[ScriptedValidation([0.5, 0.1, 0.3])],
                           optimizer={"name": "adam", "learning_rate": 1e-2}, verbose=0)
     checkpoints = tmp_path / "pretrain/checkpoints"
@@ -90,7 +90,7 @@ def test_restore_best_ends_on_the_best_epoch_not_the_last(tmp_path, rng):
     # without restore_best the model keeps its last epoch
     with trainer.scope():
         again = ks.build("autoencoder", "tiny", **SMALL)
-    trainer.fit(again, data, data, epochs=3, run_dir=tmp_path / "no_restore", monitor="val_scripted",
+    trainer.fit(again, data, data, epochs=3, run_dir=tmp_path / "no_restore", monitor="val_scripted:min",
                 callbacks=[ScriptedValidation([0.5, 0.1, 0.3])], restore_best=False,
                 optimizer={"name": "adam", "learning_rate": 1e-2}, verbose=0)
     assert _weights_equal(again, ks.load(tmp_path / "no_restore/checkpoints/last.keras"))

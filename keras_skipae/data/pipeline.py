@@ -46,7 +46,9 @@ def pretrain_pipeline(
     ``corruption="model"`` (default) leaves ``x`` clean, for an auto-encoder
     whose corruption layer acts in training; ``"pipeline"`` corrupts ``x``
     here with ``arch.corruption``/``arch.corruption_level`` when ``training``
-    (then build the model with ``corruption="none"``); ``"none"`` gives clean
+    (then build the model with ``corruption="none"``) and, with
+    ``arch.loss_on="corrupted"``, adds per-pixel weights ``(x, x_clean, w)``
+    that restrict the loss to the corrupted pixels; ``"none"`` gives clean
     pairs. Labels and
     masks are dropped, so any dataset of :func:`load` works, including the
     unlabelled pool of :func:`split`. ``crop_size`` takes random crops in
@@ -77,7 +79,14 @@ def pretrain_pipeline(
         x = _prepare(x, arch, size if not variable else None, crop_size, training, key)
         if augment and training:
             x = T.random_crop_flip(x, T.seeds(key, 3)[1], _padding(x))
-        noisy = T.corrupt(x, arch, T.seeds(key, 3)[2]) if do_corrupt else x
+        if not do_corrupt:
+            return x, x
+        noisy, mask = T.corrupt_and_mask(x, arch, T.seeds(key, 3)[2])
+        if arch.loss_on == "corrupted" and mask is not None:
+            # per-pixel weights: the loss is the mean over the corrupted pixels only (as the model's
+            # CorruptedPixelsOnly layer when the corruption is in the model)
+            weights = mask[..., 0] / tf.maximum(tf.reduce_mean(mask), 1e-6)
+            return noisy, x, weights
         return noisy, x
 
     return _finish(batches, per_batch, seed)

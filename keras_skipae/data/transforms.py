@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..arch import Arch
-from ..layers import apply_corruption
+from ..layers import corrupt_with_mask
 
 
 def seeds(key, n: int):
@@ -182,6 +182,11 @@ def sample_weights(masks, ignore_label: int | None):
 
 def corrupt(x, arch: Arch, seed):
     """Apply ``arch.corruption`` at ``arch.corruption_level`` to a normalised batch (stateless, seeded)."""
+    return corrupt_and_mask(x, arch, seed)[0]
+
+
+def corrupt_and_mask(x, arch: Arch, seed):
+    """:func:`corrupt` and the (batch, height, width, 1) mask of the pixels it corrupted (None when none)."""
     low, high = arch.pixel_bounds()
     keys = iter(seeds(seed, 4))
 
@@ -191,6 +196,7 @@ def corrupt(x, arch: Arch, seed):
     def normal(shape):
         return tf.random.stateless_normal(shape, next(keys), dtype=x.dtype)
 
-    return apply_corruption(
-        x, arch.corruption, arch.corruption_level, np.asarray(low, "float32"), np.asarray(high, "float32"), uniform, normal
+    return corrupt_with_mask(
+        x, arch.corruption, arch.corruption_level, np.asarray(low, "float32"), np.asarray(high, "float32"), uniform,
+        normal, arch.corruption_block,
     )

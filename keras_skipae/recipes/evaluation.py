@@ -15,6 +15,7 @@ from typing import Any
 import tensorflow as tf
 
 from .. import data
+from ..arch import BLOCK_CORRUPTIONS
 from ..data import transforms
 from ..kinds import kind_spec
 from ..runs import RunDir, resolve_model
@@ -72,14 +73,22 @@ def corruption_record(arch, where: str) -> dict:
     figures are on inputs corrupted this way, and an ``evaluate`` stage of that
     model uses the same corruption so the two are comparable.
     """
-    return {"kind": str(arch.corruption), "level": float(arch.corruption_level), "where": where}
+    record = {"kind": str(arch.corruption), "level": float(arch.corruption_level), "where": where}
+    if arch.corruption in BLOCK_CORRUPTIONS:
+        record["block"] = int(arch.corruption_block)
+    return record
 
 
 def with_recorded_corruption(arch, record: dict | None):
     """``arch`` with the corruption of a stage's :func:`corruption_record` (unchanged without one)."""
     if not record:
         return arch
-    return arch.replace(corruption=record["kind"], corruption_level=record["level"])
+    changes = {"corruption": record["kind"], "corruption_level": record["level"]}
+    if "block" in record:
+        changes["corruption_block"] = int(record["block"])
+    if record["kind"] == "gaussian":
+        changes["loss_on"] = "all"  # evaluation counts every pixel anyway
+    return arch.replace(**changes)
 
 
 def evaluate_model(

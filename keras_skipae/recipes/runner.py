@@ -21,13 +21,17 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from .. import data
 from ..data.locate import resolve_path
 from ..factory import build
 from ..models import resolve_arch
+from ..probe.online import OnlineProbe
 from ..runs import RunDir
 from ..saving import load
 from ..train import Trainer, set_seed
+from ..train.joint import build_joint, joint_dataset
 from .environment import environment
 from .evaluation import corruption_record, pipeline_for, with_recorded_corruption
 from .loading import apply_overrides, load_recipe, validate
@@ -201,6 +205,8 @@ def _run_stage(run: _Run, name: str, stage: StageConfig) -> dict:
                 "data.num_labels) or on a labelled split"
             )
     train_ds = run.pipeline(kind, stage.train_on, arch, stage, training=True, seed=seed, limit=stage.limit)
+    if stage.joint is not None:
+        model, train_ds = joint_training(run, name, stage, model, arch, train_ds)
     val_ds = None
     if stage.val_on != "none":
         val_ds = run.pipeline(kind, stage.val_on, arch, stage, training=False, seed=seed + 1, limit=stage.val_limit)
@@ -217,18 +223,23 @@ def _run_stage(run: _Run, name: str, stage: StageConfig) -> dict:
     hparams = {"stage": name, "kind": kind, "epochs": stage.epochs, "batch_size": stage.batch_size,
                **{f"optimizer.{k}": v for k, v in stage.optimizer.model_dump().items()},
                **{f"arch.{k}": v for k, v in model.arch.to_dict().items() if k != "description"}}
+    callbacks = []
+    if stage.probe is not None:
+        callbacks.append(online_probe(run, stage, model.arch))
     history = trainer.fit(
         model, train_ds, val_ds, epochs=stage.epochs, optimizer=stage.optimizer.model_dump(),
         run_dir=run.run_dir.stage_dir(name), checkpoint_every=stage.checkpoint_every,
         restore_best=stage.restore_best, stage=name, hparams=hparams, sample_images=sample, keep_backup=True,
+        monitor=stage.monitor, callbacks=callbacks,
     )
     val_metrics = {}
-    if val_ds is not None:
+    if val_ds is not None or stage.probe is not None:
         # the best epoch, else the last: history.csv holds every epoch of the stage, also those of an earlier
         # process (a resumed stage, or one whose training had ended before the process was killed)
         recorded = run.run_dir.history(name, run.worker)
         best_epoch = getattr(history, "best_epoch", None) or (max(recorded) if recorded else None)
         val_metrics = (recorded.get(best_epoch) if best_epoch else None) or {}
+    model = getattr(model, "task_model", model)  # a joint stage's result is its plain task model
     metrics = {}
     if stage.eval_on != "none":
         metrics = trainer.evaluate(model, run.pipeline(kind, stage.eval_on, arch, stage, training=False,
@@ -241,7 +252,47 @@ def _run_stage(run: _Run, name: str, stage: StageConfig) -> dict:
         result["encoder_from"] = transfer_note
     if kind == "autoencoder":
         result["corruption"] = corruption_record(arch, stage.corruption)
+    if callbacks and callbacks[0].seconds:
+        result["probe_seconds"] = round(sum(callbacks[0].seconds), 2)
     return result
+
+
+def joint_training(run: _Run, name: str, stage: StageConfig, model, arch, train_ds):
+    """``(joint model, joint batches)`` of a finetune stage with a ``joint`` section (see :mod:`..train.joint`)."""
+    cfg = stage.joint
+    source = str(run.model_path(stage.init)) if stage.init else None
+    with run.trainer.scope():
+        joint = build_joint(model, source, weight=cfg.weight, ladder=cfg.loss == "ladder",
+                            layer_weight=cfg.layer_weight, arch=arch)
+    ae_arch = joint.autoencoder_arch
+    unlabelled = pipeline_for("autoencoder", run.subset(cfg.train_on, cfg.limit), ae_arch,
+                              cfg.batch_size or stage.batch_size, training=True, seed=run.recipe.seed + 3,
+                              corruption="model")
+    examples = getattr(getattr(run.subset(cfg.train_on, cfg.limit), "info", None), "num_examples", "?")
+    run.echo(f"[{name}] joint: + {cfg.weight:g} x {cfg.loss} loss on {cfg.train_on} ({examples} images, "
+             f"{ae_arch.corruption} {ae_arch.corruption_level:g}), decoder "
+             f"{'from ' + stage.init if stage.init else 'from random weights'}")
+    return joint, joint_dataset(train_ds, unlabelled)
+
+
+def online_probe(run: _Run, stage: StageConfig, arch) -> OnlineProbe:
+    """The stage's :class:`OnlineProbe` on its probe section's labelled and held-out images."""
+    cfg = stage.probe
+
+    def arrays(which: str, limit):
+        ds = pipeline_for("classifier", run.subset(which, limit), arch, 256, training=False, seed=run.recipe.seed,
+                          cache=False)
+        xs, ys = zip(*((x.numpy(), y.numpy()) for x, y in ds))
+        y = np.concatenate(ys)
+        if (y < 0).any():
+            raise RecipeError(f"probe: {which!r} holds unlabelled examples (label -1); the probe needs labels "
+                              "(probe.train_on: labelled, probe.test_on: val)")
+        return np.concatenate(xs), y
+
+    train_x, train_y = arrays(cfg.train_on, cfg.train_limit)
+    test_x, test_y = arrays(cfg.test_on, cfg.test_limit)
+    return OnlineProbe(train_x, train_y, test_x, test_y, every=cfg.every, pooling=cfg.pooling, knn_k=cfg.knn_k,
+                       seed=run.recipe.seed)
 
 
 def _with_trainer_changes(recipe: Recipe, strategy: str | None, mixed_precision: str | None) -> Recipe:

@@ -25,12 +25,15 @@ keras-tuner. Both share the data, model and probe sections defined here.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..arch import Corruption, Merge, Pooling, Precision, Strategy, TuneAlgorithm, TuneObjective, check_fields
+from ..kinds import monitor_mode
 from ..models import resolve_arch
+from .base import SUBSET, Count, Strict
+from .stage_options import JointConfig, ProbeConfig
 
 
 def parse_seeds(text: str | int) -> list[int]:
@@ -56,8 +59,6 @@ def parse_seeds(text: str | int) -> list[int]:
     return seeds
 
 
-#: a count (epochs, batch size, seeds, ...): a YAML ``true`` or ``2.7`` is refused, not read as 1 or 2
-Count = Annotated[int, Strict()]
 #: a recipe or grid name: it names a folder under runs/, so never "." or ".."
 NAME_PATTERN = r"^[\w\-.]+$"
 
@@ -70,12 +71,6 @@ def check_name(value: str) -> str:
 
 class RecipeError(ValueError):
     """A recipe failed validation; the message lists each bad key path and what is allowed."""
-
-
-class Strict(BaseModel):
-    """A recipe section: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
 
 
 def arch_overrides(overrides: dict) -> dict:
@@ -200,7 +195,7 @@ class DataConfig(Strict):
         return options
 
 
-_SUBSET = r"^(all|labelled|unlabelled|val|eval|split:[\w\-\[\]:%.+]+)$"
+_SUBSET = SUBSET
 
 
 class StageConfig(Strict):
@@ -234,6 +229,33 @@ class StageConfig(Strict):
     crop_size: Optional[list[int]] = None
     checkpoint_every: Optional[Count] = Field(default=None, ge=1)
     restore_best: bool = True
+    #: the validation metric that picks the best epoch (default: the kind's own), e.g. val_probe_accuracy;
+    #: NAME:max / NAME:min for a metric the package does not know
+    monitor: Optional[str] = None
+    #: pre-training: an online linear probe of the encoder's features every few epochs
+    probe: Optional[ProbeConfig] = None
+    #: fine-tuning: the pre-trained decoder's denoising loss on unlabelled images, trained jointly
+    joint: Optional[JointConfig] = None
+
+    @model_validator(mode="after")
+    def _options_fit_the_kind(self):
+        if self.probe is not None and self.kind != "pretrain":
+            raise ValueError("probe: the online probe measures a pre-training stage's encoder; this stage is "
+                             f"{self.kind!r} (remove probe, or use skipae probe on its model)")
+        if self.joint is not None and self.kind != "finetune":
+            raise ValueError(f"joint: joint semi-supervised training belongs to a finetune stage, not {self.kind!r}")
+        if self.monitor is not None:
+            try:
+                name, _ = monitor_mode(self.monitor)
+            except ValueError as exc:
+                raise ValueError(str(exc)) from None
+            if name.startswith("val_probe") and self.probe is None:
+                raise ValueError(f"monitor: {self.monitor!r} is logged by the online probe; add probe: {{}} to "
+                                 "this stage (or monitor another metric)")
+            if self.val_on == "none" and not name.startswith("val_probe"):
+                raise ValueError(f"monitor: {self.monitor!r} is a validation metric but val_on is none; set "
+                                 "val_on (e.g. val) or monitor val_probe_accuracy with a probe")
+        return self
 
     @model_validator(mode="after")
     def _encoder_protocol(self):

@@ -65,7 +65,12 @@ def remove_temporaries(folder) -> list[str]:
 
 
 def save_model_atomic(model: keras.Model, path, info: dict | None = None) -> Path:
-    """``model.save(path)`` through a temporary ``.keras`` file and ``os.replace``."""
+    """``model.save(path)`` through a temporary ``.keras`` file and ``os.replace``.
+
+    A joint training model (:class:`~keras_skipae.train.joint.JointModel`) is
+    saved as its plain task model.
+    """
+    model = getattr(model, "task_model", model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")

@@ -26,6 +26,7 @@ from ..models.encoder import ENCODER_PREFIX
 
 def encoder_variable_paths(model: keras.Model) -> list[str]:
     """The paths of the trainable variables of ``model``'s ``encoder_*`` layers."""
+    model = getattr(model, "task_model", model)  # a joint model's encoder is its task model's
     return sorted(
         v.path for layer in model.layers if layer.name.startswith(ENCODER_PREFIX)
         for v in layer.trainable_weights

@@ -29,6 +29,7 @@ from keras.src.backend.tensorflow import trainer as tf_trainer  # patched for mu
 
 from . import callbacks as cb
 from .encoder_lr import SCALED, encoder_variable_paths
+from ..kinds import monitor_mode
 from .metrics import MONITOR, loss_for, metrics_for
 from .strategy import make_strategy, resolve_mixed_precision, worker_info
 
@@ -346,10 +347,7 @@ class Trainer:
             )
         self.compile(model, optimizer, steps_per_epoch=steps, epochs=epochs, loss=loss, metrics=metrics)
         kind = getattr(model, "kind", "")
-        monitor_name, mode = MONITOR.get(kind, ("val_loss", "min"))
-        if monitor:
-            monitor_name, mode = monitor, ("max" if "acc" in monitor or "iou" in monitor
-                                           or "psnr" in monitor or "ssim" in monitor else "min")
+        monitor_name, mode = monitor_mode(monitor) if monitor else MONITOR.get(kind, ("val_loss", "min"))
         user_callbacks = list(callbacks or [])
         callbacks = [cb.LearningRateLogger(), cb.TerminateOnNaN(stage)]
         checkpoints = None
@@ -367,7 +365,7 @@ class Trainer:
             # every worker keeps its own checkpoints (non-chief ones under STAGE/.workerK), so that all
             # end on the same best weights; TensorBoard logs come from the chief only
             checkpoints = cb.ModelCheckpoints(
-                own / "checkpoints", monitor=monitor_name if val_ds is not None else None,
+                own / "checkpoints", monitor=monitor_name if val_ds is not None or monitor else None,
                 mode=mode, every=checkpoint_every,
             )
             callbacks += [checkpoints, cb.HistoryCSV(own / "history.csv")]
@@ -388,8 +386,8 @@ class Trainer:
             history = self._fit(model, train_ds, val_ds, epochs, steps_per_epoch, callbacks, verbose)
         if checkpoints is not None:
             best = checkpoints.best_path
-            if val_ds is not None and restore_best and checkpoints.best_value is not None and best.exists():
-                model.load_weights(best)
+            if restore_best and checkpoints.best_value is not None and best.exists():
+                getattr(model, "task_model", model).load_weights(best)  # a joint model's file is its task model
                 history.best_epoch = checkpoints.best_epoch
         if run_dir is not None:
             cb.save_model_atomic(model, own / "model.keras")
@@ -409,7 +407,7 @@ class Trainer:
 
     def evaluate(self, model: keras.Model, ds: tf.data.Dataset, verbose: int = 0) -> dict:
         """``{metric: value}`` of compiled ``model`` on ``ds`` (loss plus the kind's metrics)."""
-        if model.optimizer is None or not model.compiled:
+        if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", False):
             self.compile(model, "adam", steps_per_epoch=1, epochs=1)
         with _keras_distribution(model, self.strategy):
             result = model.evaluate(ds, return_dict=True, verbose=verbose)
