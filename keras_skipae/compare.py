@@ -5,8 +5,14 @@ of one recipe run with different seeds (through :class:`keras_skipae.runs.RunDir
 and reports, for every stage and metric, the per-seed values, their mean,
 standard deviation and 95% t-interval; and for every pair of stages, the
 paired per-seed difference with its 95% t-interval and the paired t-test's
-p-value. The verdict is never stronger than the interval: a difference is
-claimed only when its whole interval lies on one side of zero.
+p-value, beside its Holm-adjusted p-value (Holm's step-down correction over
+every pair tested in one comparison, so testing 15 pairs does not make a
+chance difference look real). The verdict is never stronger than the
+evidence: a difference is claimed only when its Holm-adjusted p-value is
+below 0.05 (and so its whole interval lies on one side of zero). A requested
+pair that cannot be compared (its stages are of different kinds, or one has
+no figure for the metric, e.g. ``eval_on: none``) is listed by name with the
+reason, never dropped in silence.
 
 >>> report = compare_runs(["runs/q/seed_0", "runs/q/seed_1", "runs/q/seed_2"], pairs=[("finetune", "scratch")])
 >>> print(report.verdict)
@@ -76,10 +82,37 @@ class PairedDifference:
     seeds: list[int]
     interval: Interval
     p_value: float
+    #: Holm-adjusted over every pair of the comparison (equal to p_value for a single pair)
+    p_holm: float = math.nan
 
     @property
     def verdict(self) -> str:
         return _pair_verdict(self)
+
+
+@dataclass
+class SkippedPair:
+    """A requested pair that could not be compared, and why."""
+
+    first: str
+    second: str
+    reason: str
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input's order (NaN stays NaN and is not counted).
+
+    >>> holm([0.01, 0.04, 0.03])
+    [0.03, 0.06, 0.06]
+    """
+    indexed = [(p, i) for i, p in enumerate(p_values) if math.isfinite(p)]
+    m = len(indexed)
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(indexed)):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 @dataclass
@@ -92,12 +125,18 @@ class Comparison:
     kinds: dict[str, str]
     differences: list[PairedDifference] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> mean wall time per seed
+    skipped: list[SkippedPair] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
-        if not self.differences:
+        lines = [d.verdict for d in self.differences]
+        lines += [f"{s.first} vs {s.second}: not compared: {s.reason}" for s in self.skipped]
+        if not self.differences and not self.skipped:
             return "no pair of stages to compare (name two or more stages in the recipe's summary)"
-        return "\n".join(d.verdict for d in self.differences)
+        if len(self.differences) > 1:
+            lines.append(f"{len(self.differences)} pairs tested: a difference is claimed only where its "
+                         "Holm-adjusted p-value is below 0.05")
+        return "\n".join(lines)
 
     # ------------------------------------------------------------------ output
     def to_dict(self) -> dict:
@@ -106,21 +145,22 @@ class Comparison:
             "stages": {s: {"kind": self.kinds[s], "seconds_per_seed": self.seconds.get(s),
                            "metrics": {m: asdict(i) for m, i in ms.items()}} for s, ms in self.stages.items()},
             "differences": [{**asdict(d), "verdict": d.verdict} for d in self.differences],
+            "skipped": [asdict(x) for x in self.skipped],
             "verdict": self.verdict,
         }
 
     def csv_text(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["row", "stage", "metric", "n", "mean", "std", "ci_low", "ci_high", "p_value"]
+        writer.writerow(["row", "stage", "metric", "n", "mean", "std", "ci_low", "ci_high", "p_value", "p_holm"]
                         + [f"seed_{s}" for s in self.seeds])
         for stage, metrics in self.stages.items():
             for metric, i in metrics.items():
-                writer.writerow(["stage", stage, metric, i.n, i.mean, i.std, i.low, i.high, ""] + i.values)
+                writer.writerow(["stage", stage, metric, i.n, i.mean, i.std, i.low, i.high, "", ""] + i.values)
         for d in self.differences:
             i = d.interval
             writer.writerow(["difference", f"{d.first} - {d.second}", d.metric, i.n, i.mean, i.std, i.low, i.high,
-                             d.p_value] + i.values)
+                             d.p_value, d.p_holm] + i.values)
         return out.getvalue()
 
     def markdown(self) -> str:
@@ -132,10 +172,11 @@ class Comparison:
                 lines.append(f"| {stage} | {metric} | {_fmt(i.mean, metric)} | {_range(i, metric)} | "
                              f"{_fmt(i.std, metric)} | {', '.join(_fmt(v, metric) for v in i.values)} |")
         if self.differences:
-            lines += ["", "| paired difference | metric | mean | 95% interval | p (paired t) |", "|---|---|---|---|---|"]
+            lines += ["", "| paired difference | metric | mean | 95% interval | p (paired t) | p (Holm) |",
+                      "|---|---|---|---|---|---|"]
             for d in self.differences:
                 lines.append(f"| {d.first} - {d.second} | {d.metric} | {_fmt(d.interval.mean, d.metric, True)} | "
-                             f"{_range(d.interval, d.metric, True)} | {_p(d.p_value)} |")
+                             f"{_range(d.interval, d.metric, True)} | {_p(d.p_value)} | {_p(d.p_holm)} |")
         lines += ["", "Verdict:", ""] + [f"- {line}" for line in self.verdict.splitlines()] + [""]
         return "\n".join(lines)
 
@@ -208,12 +249,18 @@ def _pair_verdict(d: PairedDifference) -> str:
     if i.n < 2:
         return (f"{what}: {_fmt(i.mean, metric, True)}{unit} from one seed: an anecdote, not evidence "
                 "(run more seeds for an interval)")
-    shown = f"{_fmt(i.mean, metric, True)}{unit} {_range(i, metric, True)} over {i.n} seeds (paired t, p={_p(d.p_value)})"
-    if i.low > 0 or i.high < 0:
+    corrected = math.isfinite(d.p_holm) and d.p_holm != d.p_value
+    p_text = f"p={_p(d.p_value)}" + (f", Holm-adjusted {_p(d.p_holm)}" if corrected else "")
+    shown = f"{_fmt(i.mean, metric, True)}{unit} {_range(i, metric, True)} over {i.n} seeds (paired t, {p_text})"
+    # without a correction (one pair, or a difference made on its own) the interval decides
+    if (i.low > 0 or i.high < 0) and (not corrected or d.p_holm < 1 - CONFIDENCE):
         up = i.low > 0
         better = up == d.higher_is_better
         return f"{what}: {d.first} {'raised' if up else 'lowered'} {metric} by {shown}: {d.first} is " \
                f"{'better' if better else 'worse'} in these runs"
+    if i.low > 0 or i.high < 0:
+        return (f"{what}: these runs do not show a difference once corrected for the pairs tested: {shown} "
+                "(the interval alone excludes zero)")
     return f"{what}: these runs do not show a difference: {shown}"
 
 
@@ -266,19 +313,27 @@ def compare_runs(run_dirs, pairs: list[tuple[str, str]] | None = None) -> Compar
     if pairs is None:
         summary = [s for s in ((runs[0].recipe() or {}).get("summary") or []) if s in names]
         pairs = [(a, b) for i, a in enumerate(summary) for b in summary[i + 1:]]
-    differences = []
+    differences, skipped = [], []
     for a, b in pairs:
         for stage in (a, b):
             if stage not in names:
                 raise RunError(f"compare: no stage {stage!r} finished in every run; stages: {', '.join(names)}")
         metric, mode = primary_metric(kinds[a])
-        if metric not in table[a] or metric not in table[b]:
+        if kinds[a] != kinds[b]:
+            skipped.append(SkippedPair(a, b, f"{a} is a {kinds[a]} and {b} a {kinds[b]}: no common metric"))
+            continue
+        lacking = [s for s in (a, b) if metric not in table[s]]
+        if lacking:
+            skipped.append(SkippedPair(a, b, f"{' and '.join(lacking)} has no {metric} in every run (evaluated "
+                                             "with eval_on: none?)"))
             continue
         diff = np.array(table[a][metric].values) - np.array(table[b][metric].values)
         p = float(stats.ttest_1samp(diff, 0.0).pvalue) if len(diff) >= 2 and np.ptp(diff) > 0 else (
             0.0 if len(diff) >= 2 and diff[0] != 0 else math.nan)
         differences.append(PairedDifference(a, b, metric, mode == "max", seeds, Interval.of(diff), p))
-    return Comparison(seeds, [str(r.path) for r in runs], table, kinds, differences, seconds)
+    for d, adjusted in zip(differences, holm([d.p_value for d in differences])):
+        d.p_holm = adjusted
+    return Comparison(seeds, [str(r.path) for r in runs], table, kinds, differences, seconds, skipped)
 
 
 def load_comparison(path: str | os.PathLike) -> dict:

@@ -121,3 +121,51 @@ def test_compare_needs_finished_runs(tmp_path):
         compare_runs([tmp_path])
     with pytest.raises(RecipeError, match="give the seeds to run"):
         recipes.run_seeds(write_tiny_recipe(tmp_path), None, run_dir=tmp_path / "x", echo=lambda line: None)
+
+
+def _fake_runs(tmp_path, stages: dict, summary: list, n: int = 3):
+    """Finished run directories seed_0..n-1 whose stages carry the given per-seed metrics."""
+    from keras_skipae.runs import RunDir
+    for seed in range(n):
+        run = RunDir(tmp_path / f"seed_{seed}")
+        run.path.mkdir(parents=True)
+        run.write_recipe({"name": "fake", "seed": seed, "summary": summary})
+        results = {"stages": {}}
+        for name, (kind, metrics) in stages.items():
+            results["stages"][name] = {"kind": kind, "model": f"{name}/model.keras",
+                                       "metrics": {k: v[seed] for k, v in metrics.items()}, "seconds": 1.0}
+        run.write_results(results)
+    return tmp_path
+
+
+def test_compare_names_the_pairs_it_cannot_compare(tmp_path):
+    acc = {"accuracy": [0.80, 0.81, 0.82]}
+    root = _fake_runs(tmp_path, {"pretrain": ("autoencoder", {"mse": [0.1, 0.1, 0.1]}),
+                                 "finetune": ("classifier", acc),
+                                 "noeval": ("classifier", {}),
+                                 "scratch": ("classifier", {"accuracy": [0.79, 0.80, 0.81]})},
+                      ["pretrain", "finetune", "noeval", "scratch"])
+    report = compare_runs([root])
+    skipped = {(s.first, s.second) for s in report.skipped}
+    assert ("pretrain", "finetune") in skipped and ("finetune", "noeval") in skipped
+    assert "pretrain vs finetune: not compared: pretrain is a autoencoder and finetune a classifier" in report.verdict
+    assert "noeval has no accuracy" in report.verdict
+    assert [(d.first, d.second) for d in report.differences] == [("finetune", "scratch")]
+
+
+def test_compare_adjusts_p_values_for_the_pairs_tested_and_the_verdict_uses_them(tmp_path):
+    from keras_skipae.compare import holm
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    # a gain whose own interval excludes zero (p ~ 0.03) among many pairs: not claimed after Holm
+    base = [0.80, 0.70, 0.75, 0.78]
+    stages = {"a": ("classifier", {"accuracy": [b + d for b, d in zip(base, [0.010, 0.012, 0.030, 0.015])]}),
+              "scratch": ("classifier", {"accuracy": base})}
+    for k in range(4):
+        stages[f"other{k}"] = ("classifier", {"accuracy": [b + 0.1 * ((k + s) % 3) for s, b in enumerate(base)]})
+    root = _fake_runs(tmp_path, stages, list(stages), n=4)
+    report = compare_runs([root])
+    pair = next(d for d in report.differences if (d.first, d.second) == ("a", "scratch"))
+    assert pair.interval.low > 0 and pair.p_value < 0.05
+    assert pair.p_holm > 0.05 and pair.p_holm >= pair.p_value
+    assert "do not show a difference once corrected" in pair.verdict
+    assert "p (Holm)" in report.markdown()
