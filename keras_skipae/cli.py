@@ -175,7 +175,8 @@ def finetune(recipe, overrides, run_dir, strategy, mixed_precision, stages):
 @click.option("--data", "source", default=None, help="Data source, e.g. idx: or folder:PATH (default: the run's).")
 @click.option("--split", default=None, help="Split to evaluate on (default: the run's eval_split).")
 @click.option("--stage", default=None, help="Which stage of a run directory (default: the last).")
-@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=None, type=click.IntRange(min=1),
+              help="Default: the stage's own batch size for a run directory, 256 for a model file.")
 def evaluate(target, source, split, stage, batch_size):
     """Evaluate TARGET (a .keras model or a run directory) and print its metrics.
 

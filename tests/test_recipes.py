@@ -173,6 +173,9 @@ def test_a_tiny_run_writes_the_run_directory_and_resumes_finished_stages(tmp_pat
 
     metrics = recipes.evaluate_model(run, stage="scratch")
     assert metrics["accuracy"] == pytest.approx(results["stages"]["scratch"]["metrics"]["accuracy"])
+    # the auto-encoder's figures depend on the fixed evaluation noise: the run's seed and batch size reproduce them
+    ae = recipes.evaluate_model(run, stage="pretrain")
+    assert ae["mse"] == pytest.approx(results["stages"]["pretrain"]["metrics"]["mse"], rel=1e-5)
 
 
 def test_a_recipe_runs_mirrored_over_two_logical_cpus(tmp_path):

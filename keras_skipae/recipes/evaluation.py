@@ -97,11 +97,15 @@ def evaluate_model(
     split: str | None = None,
     *,
     stage: str | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
 ) -> dict:
     """Evaluate a saved model (or a run directory's stage) on a data split: ``{metric: value}``.
 
     Data defaults to the run's recipe (``data.source`` and ``data.eval_split``).
+    A run directory's stage is evaluated as the run evaluated it: the stage's
+    batch size and the run's evaluation seed (the recipe's ``seed`` + 2), so an
+    auto-encoder sees the same fixed noise and reproduces the run's figures.
+    ``batch_size`` overrides the stage's (for a model file: default 256).
 
     >>> evaluate_model("runs/quickstart", stage="finetune")       # test accuracy
     >>> evaluate_model("model.keras", "idx:", "test")
@@ -116,6 +120,10 @@ def evaluate_model(
             raise RecipeError("give the data to evaluate on (--data SOURCE), e.g. --data idx: --split test")
         source = cfg.source
     split = split or (cfg.eval_split if cfg is not None else "test")
+    recipe = Recipe.model_validate(raw) if raw is not None else None
+    stage_cfg = recipe.stages.get(entry.name if entry is not None else "") if recipe is not None else None
+    seed = recipe.seed + 2 if recipe is not None else 0  # the runner's evaluation seed (see runner._run_stage)
+    batch_size = batch_size or (stage_cfg.batch_size if stage_cfg is not None else 256)
     trainer = Trainer(strategy="auto")
     with trainer.scope():
         model = load(model_path)
@@ -124,6 +132,6 @@ def evaluate_model(
     if model.kind == "autoencoder" and entry is not None:
         # as the run's stages: inputs corrupted as recorded for that stage (comparable figures)
         arch = with_recorded_corruption(arch, entry.corruption)
-    pipeline = pipeline_for(model.kind, ds, arch, batch_size, training=False, seed=0)
+    pipeline = pipeline_for(model.kind, ds, arch, batch_size, training=False, seed=seed)
     trainer.compile(model, "adam", steps_per_epoch=1, epochs=1)
     return trainer.evaluate(model, pipeline)
