@@ -326,7 +326,29 @@ class RunDir:
         return write_text_atomic(self.recipe_file, yaml.safe_dump(recipe, sort_keys=False))
 
     def write_environment(self, environment: dict) -> Path:
-        return write_json_atomic(self.environment_file, environment)
+        """Record this process's environment: the top level is the latest process's, and ``processes``
+        keeps every process that worked on the run, in order, so a run resumed under another library
+        version (or on another machine) says so.
+        """
+        processes = []
+        if self.environment_file.is_file():
+            try:
+                previous = json.loads(self.environment_file.read_text())
+            except (OSError, json.JSONDecodeError):
+                previous = None
+            if isinstance(previous, dict):
+                earlier = previous.get("processes")
+                processes = list(earlier) if isinstance(earlier, list) else [
+                    {k: v for k, v in previous.items() if k != "processes"}]
+        processes.append(dict(environment))
+        return write_json_atomic(self.environment_file, {**environment, "processes": processes})
+
+    def environments(self) -> list[dict]:
+        """The environment of every process that worked on the run, oldest first ([] when none was recorded)."""
+        if not self.environment_file.is_file():
+            return []
+        recorded = json.loads(self.environment_file.read_text())
+        return list(recorded.get("processes") or [{k: v for k, v in recorded.items() if k != "processes"}])
 
     def write_results(self, results: dict) -> Path:
         return write_json_atomic(self.metrics_file, results)

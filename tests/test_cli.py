@@ -234,6 +234,9 @@ def test_two_workers_train_one_recipe_with_multi_worker(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert list(metrics["stages"]) == ["pretrain", "finetune"]
     assert (run / "finetune/.worker1/stage.json").exists(), "the second worker kept its files apart"
+    # each worker's stage entry names the model file that worker wrote
+    assert json.loads((run / "finetune/.worker1/stage.json").read_text())["model"] == "finetune/.worker1/model.keras"
+    assert json.loads((run / "finetune/stage.json").read_text())["model"] == "finetune/model.keras"
     assert not (run / "finetune/.worker1/logs").exists(), "only the chief writes TensorBoard logs"
 
     single = recipes.run(recipe, run_dir=tmp_path / "single", strategy="auto", only=["pretrain", "finetune"],

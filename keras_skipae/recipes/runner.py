@@ -154,8 +154,8 @@ def _evaluate_stage(run: _Run, stage: StageConfig) -> dict:
     eval_ds = run.pipeline(kind, stage.eval_on, eval_arch, stage, training=False, seed=run.recipe.seed + 2)
     trainer.compile(model, stage.optimizer.model_dump(), steps_per_epoch=1, epochs=1)
     metrics = trainer.evaluate(model, eval_ds)
-    root = str(run.run_dir.path)
-    rel = os.path.relpath(path, root) if str(path).startswith(root) else str(path)
+    root = Path(run.run_dir.path).resolve()
+    rel = os.path.relpath(path.resolve(), root) if path.resolve().is_relative_to(root) else str(path)
     result = {"kind": kind, "model": rel, "metrics": metrics, "evaluated_on": stage.eval_on}
     if kind == "autoencoder":
         result["corruption"] = corruption_record(eval_arch, recorded["where"] if recorded else "model")
@@ -244,7 +244,8 @@ def _run_stage(run: _Run, name: str, stage: StageConfig) -> dict:
     if stage.eval_on != "none":
         metrics = trainer.evaluate(model, run.pipeline(kind, stage.eval_on, arch, stage, training=False,
                                                        seed=seed + 2))
-    result = {"kind": kind, "model": f"{name}/model.keras", "metrics": metrics,
+    model_file = run.own_dir(name) / "model.keras"  # a non-chief worker's is in its .workerN folder
+    result = {"kind": kind, "model": os.path.relpath(model_file, run.run_dir.path), "metrics": metrics,
               "evaluated_on": stage.eval_on, "epochs": stage.epochs,
               "best_epoch": getattr(history, "best_epoch", None),
               "val_metrics": {k[4:]: v for k, v in val_metrics.items() if k.startswith("val_")}}
