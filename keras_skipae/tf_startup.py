@@ -17,9 +17,12 @@ Two things quiet them, both before TensorFlow is imported:
   everything that is not such a log line (Python warnings, say) is written back.
   If the import fails, everything captured is written back unfiltered.
 
-The command does this unless ``--debug`` is given or the user has set
-``TF_CPP_MIN_LOG_LEVEL`` (then TensorFlow logs as it would anyway). Importing
-``keras_skipae`` from Python changes nothing.
+The command does this unless ``--debug`` is given. A ``TF_CPP_MIN_LOG_LEVEL``
+the user set is kept, and the start-up lines below that level are filtered
+all the same (absl's pre-initialisation line counts as a warning): a quieter
+setting is never louder than none. ``TF_CPP_MIN_LOG_LEVEL=0`` (everything)
+leaves TensorFlow's output untouched. Importing ``keras_skipae`` from Python
+changes nothing.
 """
 
 from __future__ import annotations
@@ -43,15 +46,34 @@ _NOISE = (
 )
 
 
+_SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
+
+
 def is_tensorflow_log_line(line: str) -> bool:
     """Whether ``line`` is one of TensorFlow's (absl's) C++ log lines."""
+    return log_severity(line) is not None
+
+
+def log_severity(line: str) -> int | None:
+    """A TensorFlow log line's severity as ``TF_CPP_MIN_LOG_LEVEL`` counts it (0 info .. 3 fatal); None for other lines."""
     line = line.rstrip("\r\n")
-    return bool(_LOG_LINE.match(line)) or any(p.match(line) for p in _NOISE)
+    if _LOG_LINE.match(line):
+        return _SEVERITY[line[0]]
+    if _NOISE[0].match(line):
+        return _SEVERITY["W"]
+    if _NOISE[1].match(line):
+        return _SEVERITY["I"]
+    return None
+
+
+def _hidden(line: str, level: int) -> bool:
+    severity = log_severity(line)
+    return severity is not None and severity < level
 
 
 @contextlib.contextmanager
-def _stderr_without_tensorflow_logs():
-    """Capture file descriptor 2; on exit write back what is not a TensorFlow log line."""
+def _stderr_without_tensorflow_logs(level: int = 3):
+    """Capture file descriptor 2; on exit write back what is not a TensorFlow log line below ``level``."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -72,7 +94,7 @@ def _stderr_without_tensorflow_logs():
             captured.seek(0)
             text = captured.read().decode("utf-8", "replace")
             kept = text if failed else "".join(
-                line for line in text.splitlines(keepends=True) if not is_tensorflow_log_line(line))
+                line for line in text.splitlines(keepends=True) if not _hidden(line, level))
             if kept:
                 sys.stderr.write(kept)
                 sys.stderr.flush()
@@ -80,6 +102,8 @@ def _stderr_without_tensorflow_logs():
 
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
     """Finds ``tensorflow`` once and runs its import inside :func:`_stderr_without_tensorflow_logs`."""
+
+    level = 3
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname != "tensorflow":
@@ -92,7 +116,7 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
         exec_module = loader.exec_module
 
         def quiet_exec_module(module):
-            with _stderr_without_tensorflow_logs():
+            with _stderr_without_tensorflow_logs(self.level):
                 exec_module(module)
 
         loader.exec_module = quiet_exec_module
@@ -110,13 +134,24 @@ def uninstall_finder() -> None:
 def quiet_tensorflow_startup() -> bool:
     """Quiet TensorFlow's start-up lines for this process (see the module doc); True if it did.
 
-    Does nothing when ``TF_CPP_MIN_LOG_LEVEL`` is set (the user's choice wins)
-    or TensorFlow is already imported (too late). Call it before anything
-    imports TensorFlow.
+    A ``TF_CPP_MIN_LOG_LEVEL`` the user set is kept and the start-up lines
+    below it are filtered; at ``0`` (show everything) or once TensorFlow is
+    imported (too late) it does nothing. Call it before anything imports
+    TensorFlow.
     """
-    if LEVEL_VARIABLE in os.environ or "tensorflow" in sys.modules:
+    if "tensorflow" in sys.modules:
         return False
-    os.environ[LEVEL_VARIABLE] = QUIET_LEVEL
+    if LEVEL_VARIABLE in os.environ:
+        try:
+            level = int(os.environ[LEVEL_VARIABLE])
+        except ValueError:
+            level = 0  # TensorFlow reads an unparsable level as 0 too
+        if level <= 0:
+            return False
+    else:
+        os.environ[LEVEL_VARIABLE] = QUIET_LEVEL
+        level = int(QUIET_LEVEL)
+    _finder.level = level
     if _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)
     return True

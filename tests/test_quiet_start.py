@@ -85,19 +85,39 @@ def test_debug_lets_tensorflow_log(tree):
     assert "source:" in result.stdout
 
 
-def test_a_level_the_user_set_wins():
+def test_a_level_the_user_set_is_kept():
     code = textwrap.dedent("""
         import os, sys
         from keras_skipae import tf_startup
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        print(tf_startup.quiet_tensorflow_startup(), os.environ["TF_CPP_MIN_LOG_LEVEL"],
+              tf_startup._finder in sys.meta_path)
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "1"
         print(tf_startup.quiet_tensorflow_startup(), os.environ["TF_CPP_MIN_LOG_LEVEL"],
-              tf_startup._finder in sys.meta_path)
+              tf_startup._finder in sys.meta_path, tf_startup._finder.level)
         del os.environ["TF_CPP_MIN_LOG_LEVEL"]
         print(tf_startup.quiet_tensorflow_startup(), os.environ["TF_CPP_MIN_LOG_LEVEL"],
-              tf_startup._finder in sys.meta_path)
+              tf_startup._finder in sys.meta_path, tf_startup._finder.level)
     """)
     out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:2] == ["False 1 False", "True 3 True"]
+    assert out.stdout.split("\n")[:3] == ["False 0 False", "True 1 True 1", "True 3 True 3"]
+
+
+def test_the_quietest_level_is_never_louder_than_none(tree):
+    """TF_CPP_MIN_LOG_LEVEL=3 asks for silence: absl's start-up line must not get through."""
+    result = _skipae("data", f"folder:{tree}", "--split", "train", "--stats", env=_env(TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stdout
+    assert not _tensorflow_lines(result.stdout), result.stdout
+
+
+def test_a_filtered_level_keeps_the_lines_it_asks_for():
+    from keras_skipae.tf_startup import _hidden
+    info = "I0000 00:00:1796076382.027337   18116 port.cc:153] oneDNN custom operations are on."
+    error = "E0000 00:00:1796076397.404778   18374 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error"
+    absl = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+    assert _hidden(info, 1) and not _hidden(error, 1) and not _hidden(absl, 1)
+    assert _hidden(info, 3) and _hidden(error, 3) and _hidden(absl, 3)
+    assert not _hidden("a warning of Python's own", 3)
 
 
 def test_only_tensorflow_log_lines_are_filtered():
