@@ -21,21 +21,18 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from .. import data
 from ..data.locate import resolve_path
 from ..factory import build
 from ..models import resolve_arch
-from ..probe.online import OnlineProbe
 from ..runs import RunDir
 from ..saving import load
 from ..train import Trainer, set_seed
-from ..train.joint import build_joint, joint_dataset
 from .environment import environment
 from .evaluation import corruption_record, pipeline_for, with_recorded_corruption
 from .loading import apply_overrides, load_recipe, validate
 from .schema import Recipe, RecipeError, StageConfig, arch_overrides
+from .stage_setup import check_same_normalisation, copy_network_weights, joint_training, online_probe
 
 
 class _Run:
@@ -182,12 +179,23 @@ def _run_stage(run: _Run, name: str, stage: StageConfig) -> dict:
     transfer_note = None
     if stage.kind == "pretrain":
         kind = "autoencoder"
+        source = None
+        if stage.init:
+            # go on from a saved auto-encoder: its architecture and input normalisation, the stage's overrides
+            # on top; the pipeline below normalises and corrupts with exactly that
+            with trainer.scope():
+                source = load(run.model_path(stage.init))
+            arch = source.arch.replace(**arch_overrides(stage.overrides)) if stage.overrides else source.arch
         model_arch = arch.replace(corruption="none") if stage.corruption == "pipeline" else arch
         with trainer.scope():
-            model = build(kind, model_arch, name=name) if not stage.init else load(run.model_path(stage.init))
+            model = build(kind, model_arch, name=name)
+        if source is not None:
+            copy_network_weights(source, model, f"stages.{name}.init ({stage.init})")
     else:
         kind = stage.model or ("segmenter" if run.info().task == "segmentation" else "classifier")
         encoder = str(run.model_path(stage.init)) if stage.init else None
+        if encoder is not None:
+            check_same_normalisation(load(encoder).arch, arch, f"stages.{name}.init ({stage.init})")
         with trainer.scope():
             model = build(kind, arch, encoder=encoder, freeze_encoder=stage.freeze_encoder, name=name)
         if model.transfer_report is not None:
@@ -256,44 +264,6 @@ def _run_stage(run: _Run, name: str, stage: StageConfig) -> dict:
     if callbacks and callbacks[0].seconds:
         result["probe_seconds"] = round(sum(callbacks[0].seconds), 2)
     return result
-
-
-def joint_training(run: _Run, name: str, stage: StageConfig, model, arch, train_ds):
-    """``(joint model, joint batches)`` of a finetune stage with a ``joint`` section (see :mod:`..train.joint`)."""
-    cfg = stage.joint
-    source = str(run.model_path(stage.init)) if stage.init else None
-    with run.trainer.scope():
-        joint = build_joint(model, source, weight=cfg.weight, ladder=cfg.loss == "ladder",
-                            layer_weight=cfg.layer_weight, arch=arch)
-    ae_arch = joint.autoencoder_arch
-    unlabelled = pipeline_for("autoencoder", run.subset(cfg.train_on, cfg.limit), ae_arch,
-                              cfg.batch_size or stage.batch_size, training=True, seed=run.recipe.seed + 3,
-                              corruption="model")
-    examples = getattr(getattr(run.subset(cfg.train_on, cfg.limit), "info", None), "num_examples", "?")
-    run.echo(f"[{name}] joint: + {cfg.weight:g} x {cfg.loss} loss on {cfg.train_on} ({examples} images, "
-             f"{ae_arch.corruption} {ae_arch.corruption_level:g}), decoder "
-             f"{'from ' + stage.init if stage.init else 'from random weights'}")
-    return joint, joint_dataset(train_ds, unlabelled)
-
-
-def online_probe(run: _Run, stage: StageConfig, arch) -> OnlineProbe:
-    """The stage's :class:`OnlineProbe` on its probe section's labelled and held-out images."""
-    cfg = stage.probe
-
-    def arrays(which: str, limit):
-        ds = pipeline_for("classifier", run.subset(which, limit), arch, 256, training=False, seed=run.recipe.seed,
-                          cache=False)
-        xs, ys = zip(*((x.numpy(), y.numpy()) for x, y in ds))
-        y = np.concatenate(ys)
-        if (y < 0).any():
-            raise RecipeError(f"probe: {which!r} holds unlabelled examples (label -1); the probe needs labels "
-                              "(probe.train_on: labelled, probe.test_on: val)")
-        return np.concatenate(xs), y
-
-    train_x, train_y = arrays(cfg.train_on, cfg.train_limit)
-    test_x, test_y = arrays(cfg.test_on, cfg.test_limit)
-    return OnlineProbe(train_x, train_y, test_x, test_y, every=cfg.every, pooling=cfg.pooling, knn_k=cfg.knn_k,
-                       seed=run.recipe.seed)
 
 
 def _with_trainer_changes(recipe: Recipe, strategy: str | None, mixed_precision: str | None) -> Recipe:
