@@ -21,7 +21,7 @@ TFDS_FASHION_MNIST = $${TFDS_DATA_DIR:-$$HOME/tensorflow_datasets}/fashion_mnist
 # prepared, not just begun: an interrupted download leaves the folder without dataset_info.json
 TFDS_PREPARED = ls "$(TFDS_FASHION_MNIST)"/*/dataset_info.json >/dev/null 2>&1
 
-.PHONY: env install test fashion-mnist quickstart
+.PHONY: env install lint docs test fashion-mnist quickstart
 
 env:
 	@if [ "$(PY)" = FAILED ]; then exit 1; fi
@@ -50,8 +50,16 @@ fashion-mnist:
 install: env fashion-mnist
 	"$(PY)" -m pip install -q -e ".[test]"
 
-# on every core (pytest-xdist), at most 4 workers: each holds its own TensorFlow
-test: install
+# ruff's checks (ruff.toml)
+lint: install
+	"$(PY)" -m ruff check .
+
+# the documentation site, from docs/ and the docstrings; any warning fails it
+docs: install
+	NO_MKDOCS_2_WARNING=1 "$(PY)" -m mkdocs build --strict --quiet --site-dir "$${SITE_DIR:-site}"
+
+# lint, the docs site, then the suite on every core (pytest-xdist), at most 4 workers: each holds its own TensorFlow
+test: lint docs
 	PATH="$(BIN):$$PATH" "$(PY)" -m pytest -q -n auto --maxprocesses=4 $(PYTEST_ARGS)
 
 quickstart: install

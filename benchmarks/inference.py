@@ -109,7 +109,8 @@ def runtimes(kind: str, workdir: Path, threads: int | None, investigate: bool = 
     signature = loaded.signatures[SIGNATURE]
     session = ort_session(onnx_result.path, threads)
     litert_float = export.litert(model, workdir / "litert" / f"{kind}.tflite", signature=SIGNATURE, seed=0)
-    litert_int8 = export.litert(model, workdir / "litert" / f"{kind}_int8.tflite", signature=SIGNATURE, quantize="dynamic_int8", seed=0)
+    litert_int8 = export.litert(model, workdir / "litert" / f"{kind}_int8.tflite", signature=SIGNATURE,
+                                quantize="dynamic_int8", seed=0)
     print(f"  {kind}: LiteRT dynamic_int8 vs Keras: " + "; ".join(m.describe() for m in litert_int8.accuracy_change.measures),
           file=sys.stderr)
     litert_threads = threads or os.cpu_count()

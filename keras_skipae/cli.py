@@ -196,15 +196,20 @@ def evaluate(target, source, split, stage, batch_size):
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
 @click.option("--run-dir", type=click.Path(file_okay=False), default="runs/quickstart", show_default=True)
 def quickstart(overrides, run_dir):
-    """Fashion-MNIST: pre-train, fine-tune with 100 labels/class, compare with scratch.
+    """Fashion-MNIST: pre-train, fine-tune with 100 labels/class, compare with scratch over seeds.
 
-    Runs recipes/quickstart.yaml (a source checkout's recipes/ folder) and
-    prints the pre-trained and the from-scratch test accuracy side by side.
+    Runs recipes/quickstart.yaml (a source checkout's recipes/ folder) once
+    per seed of its ``seeds:`` and ends with the comparison: each arm's mean
+    test accuracy with its 95% interval, the paired difference and the verdict.
     Needs Debian's dataset-fashion-mnist (make quickstart installs it).
     """
     from . import recipes
 
-    _run_recipe(str(recipes.quickstart_recipe()), overrides, run_dir, None, None)
+    loaded = recipes.load_recipe(str(recipes.quickstart_recipe()), list(overrides))
+    if loaded.seeds:
+        recipes.run_seeds(loaded, None, run_dir=run_dir, echo=click.echo)
+    else:
+        recipes.run(loaded, run_dir=run_dir, echo=click.echo)
 
 
 # ---------------------------------------------------------------- end of trainer engineer's commands

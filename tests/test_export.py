@@ -229,7 +229,8 @@ def tf_serving_rest_response(outputs: dict) -> dict:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_rest_request_through_loaded_signature(kind, tfs_client, saved, loaded, models, samples):
-    spec = {"signature": "serving_default", "input": {"name": "images", **saved[kind].signatures["serving_default"]["inputs"]["images"]},
+    spec = {"signature": "serving_default",
+            "input": {"name": "images", **saved[kind].signatures["serving_default"]["inputs"]["images"]},
             "outputs": saved[kind].signatures["serving_default"]["outputs"]}
     batch = tfs_client.check_images(samples, spec)
     wire = json.dumps(tfs_client.rest_request(batch))              # what the client POSTs
@@ -294,7 +295,8 @@ def test_client_checks_bad_requests_before_sending(tfs_client, saved):
 def test_bad_requests_fail_in_the_graph_naming_the_signature(models, saved, loaded):
     # normalised signature fed raw pixels: a clear in-graph error, not a silently wrong answer
     pixels = np.full((1, 32, 32, 3), 200.0, np.float32)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"signature normalised expects images: float32 \[batch, 32, 32, 3\].*raw pixels go to signature"):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"signature normalised expects images: float32 \[batch, 32, 32, 3\].*raw pixels go to signature"):
         loaded["classifier"].signatures["normalised"](images=tf.constant(pixels))
     # float pixels for serving_default: our check (the one the LiteRT session and parity run before anything
     # reaches a runtime) names the signature, the expected input and what came instead

@@ -76,7 +76,8 @@ def test_litert_parity_failure_writes_nothing(models, tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(export.LiteRTSession, "run", drifted)
-    with pytest.raises(export.ParityError, match=r"litert export failed its parity check.*\n.*probabilities \[ai-edge-litert interpreter\].*max_abs_diff 0\.001"):
+    with pytest.raises(export.ParityError, match=r"litert export failed its parity check.*\n.*probabilities "
+                                                  r"\[ai-edge-litert interpreter\].*max_abs_diff 0\.001"):
         export.litert(models["classifier"], tmp_path / "models", name="clf")
     assert not (tmp_path / "models").exists()  # not even the directories it would have created
     with pytest.raises(export.ParityError):

@@ -59,7 +59,8 @@ def test_parity_failure_fails_the_export_and_writes_nothing(models, tmp_path, mo
         return out
 
     monkeypatch.setattr(export.ServingModule, "_outputs", drifted)
-    with pytest.raises(export.ParityError, match=r"probabilities \[tf.saved_model.load\] on random uint8 4x32x32x3: max_abs_diff 0\.001") as info:
+    with pytest.raises(export.ParityError,
+                       match=r"probabilities \[tf.saved_model.load\] on random uint8 4x32x32x3: max_abs_diff 0\.001") as info:
         export.saved_model(models["classifier"], tmp_path, name="clf")
     assert not info.value.report.passed
     assert not (tmp_path / "clf").exists()  # not even an empty <name>/ folder

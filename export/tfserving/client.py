@@ -155,7 +155,8 @@ def rest_predict(
 
 
 # --------------------------------------------------------------------------- gRPC
-def predict_request(images: np.ndarray, model: str = "classifier", signature: str = DEFAULT_SIGNATURE, version: int | None = None):
+def predict_request(images: np.ndarray, model: str = "classifier", signature: str = DEFAULT_SIGNATURE,
+                    version: int | None = None):
     """A ``tensorflow_serving.apis.predict_pb2.PredictRequest`` carrying ``images``."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2

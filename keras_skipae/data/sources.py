@@ -279,7 +279,8 @@ def _load_idx(directory, split, source, *, data_dir, **opts):
         )
     images, labels = _read_idx(img_path), _read_idx(lbl_path)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise DataError(f"{source}: {img_path} has shape {images.shape} and {lbl_path} {labels.shape}; expected (N, H, W) and (N,)")
+        raise DataError(f"{source}: {img_path} has shape {images.shape} and {lbl_path} {labels.shape}; "
+                        "expected (N, H, W) and (N,)")
     fashion = "fashion" in os.path.abspath(directory).lower()
     if opts.get("class_names") is None and opts.get("label_map") is None:
         opts["class_names"] = FASHION_MNIST_CLASSES if fashion else tuple(str(i) for i in range(10))

@@ -180,9 +180,10 @@ def litert(
     Raises :class:`ParityError` (nothing written) when a float export
     disagrees with the Keras model.
 
-    >>> result = litert(ks.build("segmenter", "tiny"), "models")       # models/segmenter/1/model.tflite
-    >>> result.signatures["serving_default"]["inputs"]["images"]["shape"]
-    [None, 32, 32, 3]
+    Examples:
+        >>> result = litert(ks.build("segmenter", "tiny"), "models")       # models/segmenter/1/model.tflite
+        >>> result.signatures["serving_default"]["inputs"]["images"]["shape"]
+        [None, 32, 32, 3]
     """
     kind, _ = model_info(model)
     _check_options(signature, quantize)

@@ -47,9 +47,10 @@ def onnx(
     axis, and dynamic height and width for the segmenter. The report goes to
     ``<stem>.export_report.json`` beside the file.
 
-    >>> result = onnx(ks.build("segmenter", "tiny"), "segmenter.onnx")
-    >>> result.signatures["serving_default"]["inputs"]["images"]["shape"]
-    [None, None, None, 3]
+    Examples:
+        >>> result = onnx(ks.build("segmenter", "tiny"), "segmenter.onnx")
+        >>> result.signatures["serving_default"]["inputs"]["images"]["shape"]
+        [None, None, None, 3]
     """
     model_info(model)  # a clear error for anything but a keras_skipae model
     path = Path(path)
@@ -105,7 +106,8 @@ def stage_onnx(model, tmp: Path, tmp_report: Path, final: Path, opset, signature
         raise ParityError(parity.report)
     signatures = {signature: describe_onnx(session)}
     versions = {"tf2onnx": tf2onnx.__version__, "onnxruntime": onnxruntime.__version__}
-    report = export_report("onnx", model, kind, arch, signatures, parity.report, versions=versions, opset=opset, signature=signature)
+    report = export_report("onnx", model, kind, arch, signatures, parity.report, versions=versions, opset=opset,
+                           signature=signature)
     write_json_atomic(tmp_report, report)
     return ExportResult("onnx", final, kind, final.stem, None, signatures, parity.report, onnx_report_path(final))
 

@@ -203,7 +203,8 @@ class ParityRunner:
             want = reference_outputs(model, signature, images)
             for output in OUTPUTS[self.kind]:
                 if output not in got:
-                    check = ParityCheck(signature, label, output, "missing", math.nan, 0.0, False, "the artefact has no such output")
+                    check = ParityCheck(signature, label, output, "missing", math.nan, 0.0, False,
+                                        "the artefact has no such output")
                 else:
                     check = self._compare(signature, label, output, np.asarray(got[output]), want)
                 check.runtime = runtime

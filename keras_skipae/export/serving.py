@@ -204,7 +204,8 @@ class ServingModule(tf.Module):
         # padded with -1 so that indexing never fails before the asserts can speak
         dynamic = tf.concat([tf.raw_ops.Shape(input=images), tf.constant([-1, -1, -1, -1, -1])], axis=0)
         rank_is_4 = tf.logical_and(dynamic[3] >= 0, dynamic[4] < 0)
-        checks = [tf.debugging.Assert(rank_is_4, [f"{expected}; got a tensor of another rank, shape:", tf.raw_ops.Shape(input=images)])]
+        checks = [tf.debugging.Assert(rank_is_4, [f"{expected}; got a tensor of another rank, shape:",
+                                                  tf.raw_ops.Shape(input=images)])]
         with tf.control_dependencies(checks):  # dimensions are checked once the rank is right
             for axis, name in ((1, "height"), (2, "width"), (3, "channel count")):
                 if shape[axis] is None:
@@ -230,9 +231,8 @@ class ServingModule(tf.Module):
 
     def _serve_pixels(self, images):
         images = self._check(images, SIGNATURE_PIXELS)
-        x = (tf.cast(images, tf.float32) * tf.constant(self._scale, tf.float32) - tf.constant(self._mean, tf.float32)) / tf.constant(
-            self._std, tf.float32
-        )
+        scaled = tf.cast(images, tf.float32) * tf.constant(self._scale, tf.float32)
+        x = (scaled - tf.constant(self._mean, tf.float32)) / tf.constant(self._std, tf.float32)
         return self._outputs(x, pixel_units=True)
 
     def _serve_normalised(self, images):

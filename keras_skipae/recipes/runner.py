@@ -296,8 +296,9 @@ def run(
     from must already be in ``run_dir``. ``strategy``/``mixed_precision``
     override the recipe's trainer.
 
-    >>> results = run("quickstart", overrides=["pretrain.epochs=1"], run_dir="runs/try")
-    >>> results["stages"]["finetune"]["metrics"]["accuracy"]
+    Examples:
+        >>> results = run("quickstart", overrides=["pretrain.epochs=1"], run_dir="runs/try")
+        >>> results["stages"]["finetune"]["metrics"]["accuracy"]
     """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)

@@ -33,7 +33,7 @@ from ..arch import Corruption, Merge, Pooling, Precision, Strategy, TuneAlgorith
 from ..kinds import monitor_mode
 from ..models import resolve_arch
 from .base import SUBSET, Count, Strict
-from .stage_options import JointConfig, ProbeConfig
+from .stage_options import JointConfig, OnlineProbeConfig
 
 
 def parse_seeds(text: str | int) -> list[int]:
@@ -233,7 +233,7 @@ class StageConfig(Strict):
     #: NAME:max / NAME:min for a metric the package does not know
     monitor: Optional[str] = None
     #: pre-training: an online linear probe of the encoder's features every few epochs
-    probe: Optional[ProbeConfig] = None
+    probe: Optional[OnlineProbeConfig] = None
     #: fine-tuning: the pre-trained decoder's denoising loss on unlabelled images, trained jointly
     joint: Optional[JointConfig] = None
 

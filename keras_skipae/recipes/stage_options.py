@@ -10,7 +10,7 @@ from ..arch import Pooling
 from .base import SUBSET, Count, Strict
 
 
-class ProbeConfig(Strict):
+class OnlineProbeConfig(Strict):
     """The online probe of a ``pretrain`` stage (:class:`keras_skipae.probe.online.OnlineProbe`).
 
     Every ``every`` epochs (and after the last) a linear probe and a k-NN

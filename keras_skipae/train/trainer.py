@@ -341,7 +341,8 @@ class Trainer:
             raise ValueError(
                 f"{stage}: the training dataset (train_ds) has an unknown number of batches (tf.data cardinality "
                 "unknown, e.g. after filter() or from a streamed source), so epochs cannot be counted. In a "
-                "recipe, use a data source of known size or give the stage a limit (limit: N in the stage, or --set STAGE.limit=N); "
+                "recipe, use a data source of known size or give the stage a limit (limit: N in the stage, or "
+                "--set STAGE.limit=N); "
                 "calling Trainer.fit directly, pass steps_per_epoch= or build the dataset with a known "
                 "cardinality (e.g. tf.data.experimental.assert_cardinality)"
             )
