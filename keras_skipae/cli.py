@@ -287,8 +287,11 @@ def export_cmd(source, formats, out, stage, name, version, opset, samples, overw
 @click.option("--n-boot", type=click.IntRange(min=0), default=1000, show_default=True, help="Bootstrap resamples.")
 @click.option("--no-baselines", is_flag=True, help="Skip the raw-pixel and untrained-encoder baselines.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--stages", is_flag=True, help="Also probe every encoder stage's features (probe_accuracy_stageS).")
+@click.option("--grid", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With N > 1, also pool each stage over an NxN grid of cells (probe_accuracy_stageS_gridN).")
 def probe_cmd(runs, source, labelled_split, heldout_split, labels_per_class, max_heldout, out, pooling, knn_k,
-              corruption, finetune_epochs, n_boot, no_baselines, seed):
+              corruption, finetune_epochs, n_boot, no_baselines, seed, stages, grid):
     """Reconstruction vs feature quality for every checkpoint of RUNS.
 
     RUNS are run directories (every auto-encoder stage's checkpoints/epoch_EEE.keras,
@@ -300,6 +303,7 @@ def probe_cmd(runs, source, labelled_split, heldout_split, labels_per_class, max
     Examples:
       skipae probe runs/quickstart --labels-per-class 100
       skipae probe runs/a runs/b --data idx: --out runs/compare
+      skipae probe runs/quickstart --stages --grid 2     # which encoder stages pre-training changed
     """
     from pathlib import Path
 
@@ -321,7 +325,8 @@ def probe_cmd(runs, source, labelled_split, heldout_split, labels_per_class, max
     out = out or (Path(runs[0]) / "probe" if Path(runs[0]).is_dir() else Path("probe"))
     table = probe.probe_run(list(runs), labelled, heldout, out_dir=out, pooling=pooling, knn_k=knn_k,
                             corruption=parse_corruption(corruption), baselines=not no_baselines,
-                            finetune_epochs=finetune_epochs, n_boot=n_boot, seed=seed, verbose=True)
+                            finetune_epochs=finetune_epochs, n_boot=n_boot, seed=seed, verbose=True,
+                            stages=stages, grid=grid)
     click.echo(str(table))
     click.echo(f"written to {out}")
 

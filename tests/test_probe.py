@@ -302,3 +302,22 @@ def test_importing_the_package_leaves_the_probe_and_the_probe_leaves_the_runner_
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def test_probe_run_can_probe_every_encoder_stage_with_grid_pooling():
+    ae = ks.build("autoencoder", "tiny", input_shape=(16, 16, 1), widths=(4, 8))
+    fm, names = features.stage_feature_model(ae, grid=2)
+    assert names == ["stage1", "stage1_grid2", "stage2", "stage2_grid2"]
+    shapes = [tuple(o.shape[1:]) for o in fm.outputs]
+    assert shapes == [(4,), (16,), (8,), (32,)]                       # a 2x2 grid keeps 4 cells per channel
+    labelled, heldout = make_images(96, seed=6), make_images(60, seed=7)
+    table = probe.probe_run({"fresh": [ae]}, labelled, heldout, baselines=True, n_boot=0, corruption=None,
+                            stages=True, grid=2)
+    for row in table.rows:
+        if row["kind"] == "raw_pixels":
+            continue
+        for name in names:
+            assert 0.0 <= row[f"probe_accuracy_{name}"] <= 1.0
+    # the band's height is where the class is: keeping a 2x2 layout beats global pooling on the first stage
+    untrained = next(r for r in table.rows if r["kind"] == "untrained")
+    assert untrained["probe_accuracy_stage1_grid2"] >= untrained["probe_accuracy_stage1"]

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import optimize, special
 
 from ..models import encoder_model
+from ..models.encoder import ENCODER_PREFIX
 
 POOLINGS = ("avg", "max", "avgmax", "flatten")
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -43,6 +44,40 @@ def feature_model(model: keras.Model, pooling: str = "avg") -> keras.Model:
     else:
         y = keras.layers.Flatten(name="probe_flatten")(x)
     return keras.Model(enc.inputs, y, name=model.name + "_features")
+
+
+def stage_layer_names(arch) -> list[str]:
+    """The layer whose output is each encoder stage's output (after its down-sampling), stage 1 first."""
+    names = []
+    for s in range(1, len(arch.widths) + 1):
+        if arch.downsample == "maxpool":
+            names.append(f"{ENCODER_PREFIX}pool{s}")
+        else:
+            names.append(f"{ENCODER_PREFIX}conv{s * arch.convs_per_stage}_act")
+    return names
+
+
+def stage_feature_model(model: keras.Model, grid: int = 1) -> tuple[keras.Model, list[str]]:
+    """A model from ``model``'s input to every encoder stage's pooled features, and the outputs' names.
+
+    Each stage gives ``stageS`` (global average pooling) and, with ``grid`` > 1,
+    ``stageS_gridG``: the feature map averaged over a ``grid`` x ``grid`` grid of
+    cells (area resampling) and flattened, which keeps where a feature is.
+
+    >>> fm, names = stage_feature_model(ae, grid=2)   # names: stage1, stage1_grid2, stage2, stage2_grid2
+    """
+    if grid < 1:
+        raise ValueError(f"grid must be >= 1, got {grid}")
+    outputs, names = [], []
+    for s, layer in enumerate(stage_layer_names(model.arch), start=1):
+        x = model.get_layer(layer).output
+        outputs.append(keras.layers.GlobalAveragePooling2D(name=f"probe_stage{s}_avg")(x))
+        names.append(f"stage{s}")
+        if grid > 1:
+            cells = keras.layers.Resizing(grid, grid, interpolation="area", name=f"probe_stage{s}_grid")(x)
+            outputs.append(keras.layers.Flatten(name=f"probe_stage{s}_grid_flat")(cells))
+            names.append(f"stage{s}_grid{grid}")
+    return keras.Model(model.inputs, outputs, name=model.name + "_stage_features"), names
 
 
 def features_and_reconstruction(model: keras.Model, pooling: str = "avg") -> keras.Model:

@@ -24,7 +24,7 @@ from ..factory import build
 from ..progress import track
 from ..runs import RunDir
 from .checkpoints import arch_info, find_checkpoints
-from .features import features_and_reconstruction, knn_accuracy, linear_probe_accuracy
+from .features import features_and_reconstruction, knn_accuracy, linear_probe_accuracy, stage_feature_model
 from .reconstruction import corrupt, image_quality, normalise, reconstruction_scores
 from .statistics import regrets, relate
 from .tables import ProbeTable
@@ -49,6 +49,8 @@ def probe_run(
     tensorboard: bool = True,
     seed: int = 0,
     verbose: bool = False,
+    stages: bool = False,
+    grid: int = 1,
 ) -> ProbeTable:
     """Probe every checkpoint of one or more pre-training runs; return a :class:`ProbeTable`.
 
@@ -60,7 +62,11 @@ def probe_run(
     for the ``*_corrupted`` metrics, or None. ``baselines`` adds raw pixels
     (flattened; their "reconstruction" is the identity) and, per run, the same
     architecture untrained (epoch 0). ``finetune_epochs > 0`` also fine-tunes
-    a classifier from each encoder on the labelled set. With ``out_dir``
+    a classifier from each encoder on the labelled set. ``stages`` also
+    probes every encoder stage's features (``probe_accuracy_stageS``), and
+    ``grid`` > 1 adds a ``grid`` x ``grid`` spatial pooling beside the global one
+    (``probe_accuracy_stageS_gridG``), so the table shows which layers the
+    pre-training changed against the untrained network. With ``out_dir``
     everything is written there (:meth:`ProbeTable.save`).
 
     >>> table = probe_run("runs/ae", (x_lab, y_lab), (x_test, y_test), out_dir="runs/ae/probe")
@@ -93,6 +99,8 @@ def probe_run(
         restored_bad = None if x_bad is None else both.predict(x_bad, batch_size=256, verbose=0)[0]
         row.update(reconstruction_scores(x_test, restored[: len(x_test)], model.arch, restored_bad))
         row.update(_feature_scores(features[len(x_test):], y_lab, features[: len(x_test)], y_test, knn_k, seed))
+        if stages or grid > 1:
+            row.update(_stage_scores(model, x_lab, y_lab, x_test, y_test, grid, seed))
         if finetune_epochs > 0:
             row["finetune_accuracy"] = _finetune_accuracy(model, x_lab, y_lab, x_test, y_test, finetune_epochs, seed)
         if verbose and "name" in row:
@@ -143,7 +151,8 @@ def probe_run(
     table.settings = {
         "pooling": pooling, "knn_k": knn_k, "corruption": list(corruption) if corruption else None,
         "labelled": int(len(y_lab)), "heldout": int(len(y_test)), "n_boot": n_boot, "seed": seed,
-        "finetune_epochs": finetune_epochs, "regret_tolerance": regret_tolerance,
+        "finetune_epochs": finetune_epochs, "regret_tolerance": regret_tolerance, "stages": bool(stages or grid > 1),
+        "grid": grid,
     }
     table.correlations = relate(table.rows, n_boot=n_boot, seed=seed)
     table.regrets = regrets(table.rows)
@@ -160,6 +169,19 @@ def _arrays_ok(y_lab: np.ndarray, y_test: np.ndarray) -> None:
     if missing:
         raise ValueError(f"held-out labels {missing[:10]} never occur in the labelled set; the probe cannot "
                          "predict them (use a stratified labelled subset, e.g. keras_skipae.data.split)")
+
+
+def _stage_scores(model, x_lab, y_lab, x_test, y_test, grid: int, seed: int) -> dict:
+    """``probe_accuracy_<output>`` of every encoder stage's pooled features (see :func:`stage_feature_model`)."""
+    fm, names = stage_feature_model(model, grid)
+    out = fm.predict(np.concatenate([x_test, x_lab]), batch_size=256, verbose=0)
+    out = out if isinstance(out, list) else [out]
+    scores = {}
+    for name, feats in zip(names, out):
+        feats = np.asarray(feats, np.float32)
+        scores[f"probe_accuracy_{name}"] = linear_probe_accuracy(
+            feats[len(x_test):], y_lab, feats[: len(x_test)], y_test, seed=seed).accuracy
+    return scores
 
 
 def _feature_scores(f_lab, y_lab, f_test, y_test, knn_k, seed) -> dict:
