@@ -34,7 +34,7 @@ from scipy import stats
 
 from .atomic import write_json_atomic, write_text_atomic
 from .kinds import KINDS
-from .runs import RunDir, RunError
+from .runs import RunDir, RunError, seed_dirs
 
 CONFIDENCE = 0.95
 INTERVAL_METHOD = "t"  # Student's t over seeds (paired for differences)
@@ -277,8 +277,7 @@ def expand_runs(paths) -> list[Path]:
         if RunDir(p).metrics_file.is_file():
             found.append(p)
             continue
-        children = sorted((c for c in p.glob("seed_*") if RunDir(c).metrics_file.is_file()),
-                          key=lambda c: int(c.name.split("_", 1)[1]) if c.name.split("_", 1)[1].isdigit() else 0)
+        children = seed_dirs(p)
         if not children:
             raise RunError(f"{p}: neither a finished run directory (metrics.json) nor a folder of seed_S/ runs")
         found += children

@@ -53,7 +53,43 @@ HISTORY_FILE = "history.csv"
 MODEL_FILE = "model.keras"
 CHECKPOINTS_DIR = "checkpoints"
 BACKUP_DIR = "backup"
+BEST_CHECKPOINT = "best.keras"
+LAST_CHECKPOINT = "last.keras"
+BEST_STATE = "best.json"
+WORKER_PREFIX = ".worker"
+SEED_PREFIX = "seed_"
 _EPOCH_FILE = re.compile(r"epoch_(\d+)\.keras$")
+
+
+# ------------------------------------------------------------------ the layout, as paths
+def own_folder(stage_dir: str | os.PathLike, worker: int | None = None) -> Path:
+    """Where one process writes a stage: the stage folder (the chief) or its ``.workerN`` folder (worker N)."""
+    return Path(stage_dir) if worker is None else Path(stage_dir) / f"{WORKER_PREFIX}{worker}"
+
+
+def is_worker_folder(name: str) -> bool:
+    """Whether a folder name is a non-chief worker's (``.workerN``)."""
+    return name.startswith(WORKER_PREFIX)
+
+
+def epoch_checkpoint_name(epoch: int) -> str:
+    """``epoch_EEE.keras``: the periodic checkpoint of 1-based ``epoch``."""
+    return f"epoch_{epoch:03d}.keras"
+
+
+def seed_dir(parent: str | os.PathLike, seed: int) -> Path:
+    """``PARENT/seed_S``: one seed's run directory of a seeded run."""
+    return Path(parent) / f"{SEED_PREFIX}{seed}"
+
+
+def seed_dirs(parent: str | os.PathLike) -> list[Path]:
+    """The finished seeds' run directories under ``parent`` (``seed_S`` with a ``metrics.json``), by seed."""
+    def seed_of(path: Path) -> int:
+        tail = path.name[len(SEED_PREFIX):]
+        return int(tail) if tail.isdigit() else 0
+
+    found = (c for c in Path(parent).glob(f"{SEED_PREFIX}*") if (c / METRICS_FILE).is_file())
+    return sorted(found, key=seed_of)
 
 
 class RunError(ValueError):
@@ -176,8 +212,7 @@ class RunDir:
 
     def stage_dir(self, stage: str, worker: int | None = None) -> Path:
         """The folder of ``stage`` (of multi-worker worker ``worker`` when given and not the chief)."""
-        base = self.path / stage
-        return base if worker is None else base / f".worker{worker}"
+        return own_folder(self.path / stage, worker)
 
     def stage_file(self, stage: str, worker: int | None = None) -> Path:
         return self.stage_dir(stage, worker) / STAGE_FILE
@@ -256,7 +291,7 @@ class RunDir:
     def checkpoints(self, stage: str) -> list[tuple[int, Path]]:
         """``(epoch, path)`` of the stage's periodic checkpoints, in epoch order."""
         folder = self.stage_dir(stage) / CHECKPOINTS_DIR
-        found = [(checkpoint_epoch(p), p) for p in folder.glob("epoch_*.keras")]
+        found = [(checkpoint_epoch(p), p) for p in folder.glob("epoch_*.keras")]  # epoch_checkpoint_name's
         return sorted((e, p) for e, p in found if e is not None)
 
     def checkpoint_stages(self) -> list[str]:

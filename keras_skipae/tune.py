@@ -55,7 +55,7 @@ from .probe import features as feats
 from .probe import format_table
 from .probe.reconstruction import normalise
 from .recipes.loading import load_recipe
-from .runs import RunDir
+from .runs import BEST_CHECKPOINT, RunDir
 from .arch import TuneAlgorithm
 from .recipes.schema import SearchSpace, TuneConfig
 from .recipes.study import load_study_data, pretrain_batches
@@ -376,7 +376,7 @@ def search(config: TuneConfig, run_dir: str | Path, *, overwrite: bool = False, 
             with warnings.catch_warnings():  # the rebuilt model's fresh optimizer does not match the saved one
                 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
                 best_model = tuner.get_best_models(1)[0]
-            best_model.save(run_dir / "best.keras")
+            best_model.save(run_dir / BEST_CHECKPOINT)
         except (FileNotFoundError, OSError, ValueError) as exc:  # trial weights missing (e.g. on another machine)
             print(f"note: best model not saved ({exc}); rebuild it from tune.json's hyper-parameters")
     return result

@@ -17,7 +17,7 @@ from typing import Any, Union
 
 import keras
 
-from ..runs import CHECKPOINTS_DIR, RunDir, checkpoint_epoch, stage_of
+from ..runs import CHECKPOINTS_DIR, MODEL_FILE, RunDir, checkpoint_epoch, stage_of
 from ..saving import load
 
 Source = Union[str, Path, keras.Model]
@@ -144,7 +144,7 @@ def find_checkpoints(source: Any) -> list:
         epoch = checkpoint_epoch(path.name)
         periodic = epoch is not None and path.parent != run.stage_dir(stage)  # in the stage's checkpoints/
         # a periodic checkpoint and a stage's model.keras are named after the stage folder, any other file itself
-        name = stage if periodic or path.name == "model.keras" else path.stem
+        name = stage if periodic or path.name == MODEL_FILE else path.stem
         return [Checkpoint(name, epoch, path, corruption=run.stage_corruption(stage))]
     if not path.is_dir():
         raise FileNotFoundError(f"no run directory or model at {path}")

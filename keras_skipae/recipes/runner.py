@@ -25,7 +25,7 @@ from .. import data
 from ..data.locate import resolve_path
 from ..factory import build
 from ..models import resolve_arch
-from ..runs import RunDir
+from ..runs import MODEL_FILE, RunDir
 from ..saving import load
 from ..train import Trainer, set_seed
 from .environment import environment
@@ -116,7 +116,7 @@ class _Run:
             if found is None:
                 raise RecipeError(f"init: no model file {ref!r}")
             return found
-        path = self.own_dir(ref) / "model.keras"
+        path = self.own_dir(ref) / MODEL_FILE
         if not path.exists():
             raise RecipeError(
                 f"stage {ref!r} has no model at {path}; run that stage first with the same run directory "
@@ -252,7 +252,7 @@ def _run_stage(run: _Run, name: str, stage: StageConfig) -> dict:
     if stage.eval_on != "none":
         metrics = trainer.evaluate(model, run.pipeline(kind, stage.eval_on, arch, stage, training=False,
                                                        seed=seed + 2))
-    model_file = run.own_dir(name) / "model.keras"  # a non-chief worker's is in its .workerN folder
+    model_file = run.own_dir(name) / MODEL_FILE  # a non-chief worker's is in its own folder
     result = {"kind": kind, "model": os.path.relpath(model_file, run.run_dir.path), "metrics": metrics,
               "evaluated_on": stage.eval_on, "epochs": stage.epochs,
               "best_epoch": getattr(history, "best_epoch", None),

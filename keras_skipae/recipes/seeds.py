@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..compare import Comparison, compare_runs
+from ..runs import seed_dir
 from .loading import apply_overrides, load_recipe, validate
 from .runner import run
 from .schema import Recipe, RecipeError
@@ -34,8 +35,6 @@ def seed_recipe(recipe: Recipe, seed: int) -> Recipe:
     return validate(raw, check_paths=False)
 
 
-def seed_dir(run_dir: str | os.PathLike, seed: int) -> Path:
-    return Path(run_dir) / f"seed_{seed}"
 
 
 def run_seeds(

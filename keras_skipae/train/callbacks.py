@@ -26,6 +26,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
 from ..atomic import write_json_atomic
+from ..runs import BEST_CHECKPOINT, BEST_STATE, LAST_CHECKPOINT, epoch_checkpoint_name, is_worker_folder
 from .metrics import _ToUnitRange
 
 
@@ -56,7 +57,7 @@ def remove_temporaries(folder) -> list[str]:
         return []
     removed = []
     for path in folder.rglob(".*"):
-        if any(part.startswith(".worker") for part in path.relative_to(folder).parts):
+        if any(is_worker_folder(part) for part in path.relative_to(folder).parts):
             continue
         if path.is_file() and (path.name.startswith(".tmp_") or ".tmp" in path.name):
             path.unlink(missing_ok=True)
@@ -170,18 +171,18 @@ class ModelCheckpoints(keras.callbacks.Callback):
 
     @property
     def best_path(self) -> Path:
-        return self.directory / "best.keras"
+        return self.directory / BEST_CHECKPOINT
 
     @property
     def last_path(self) -> Path:
-        return self.directory / "last.keras"
+        return self.directory / LAST_CHECKPOINT
 
     def on_train_begin(self, logs=None):
         # the truth is inside best.keras itself; best.json is a copy for people and is rewritten to match
         state = checkpoint_info(self.best_path) if self.best_path.exists() else None
         if state is not None and state.get("monitor") == self.monitor:
             self.best_value, self.best_epoch = state["value"], state["epoch"]
-            write_json_atomic(self.directory / "best.json", state)
+            write_json_atomic(self.directory / BEST_STATE, state)
 
     def _improved(self, value) -> bool:
         if value is None or not math.isfinite(value):
@@ -194,7 +195,7 @@ class ModelCheckpoints(keras.callbacks.Callback):
         logs = logs or {}
         save_model_atomic(self.model, self.last_path)
         if self.every and (epoch + 1) % self.every == 0:
-            save_model_atomic(self.model, self.directory / f"epoch_{epoch + 1:03d}.keras")
+            save_model_atomic(self.model, self.directory / epoch_checkpoint_name(epoch + 1))
         value = logs.get(self.monitor) if self.monitor else None
         if value is not None:
             value = float(value)
@@ -202,7 +203,7 @@ class ModelCheckpoints(keras.callbacks.Callback):
                 self.best_value, self.best_epoch = value, epoch + 1
                 state = {"monitor": self.monitor, "mode": self.mode, "value": value, "epoch": epoch + 1}
                 save_model_atomic(self.model, self.best_path, info=state)
-                write_json_atomic(self.directory / "best.json", state)
+                write_json_atomic(self.directory / BEST_STATE, state)
 
 
 class HistoryCSV(keras.callbacks.Callback):

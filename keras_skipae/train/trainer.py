@@ -29,6 +29,7 @@ from keras.src.backend.tensorflow import trainer as tf_trainer  # patched for mu
 
 from . import callbacks as cb
 from .encoder_lr import SCALED, encoder_variable_paths
+from .. import runs
 from ..kinds import monitor_mode
 from .metrics import MONITOR, loss_for, metrics_for
 from .strategy import make_strategy, resolve_mixed_precision, worker_info
@@ -354,22 +355,22 @@ class Trainer:
         checkpoints = None
         if run_dir is not None:
             run_dir = Path(run_dir)
-            own = run_dir if self.is_chief else run_dir / f".worker{self.task_index}"
+            own = runs.own_folder(run_dir, None if self.is_chief else self.task_index)
             leftovers = cb.remove_temporaries(own)
             if leftovers:
                 print(f"{stage}: removed {len(leftovers)} temporary file(s) a killed run left in {own}: "
                       f"{', '.join(leftovers[:5])}", flush=True)
             # keep_backup: the caller (the stage runner) deletes the backup only once it has committed the
             # stage's results, so a kill between the last epoch and that commit loses no training
-            backup = cb.AtomicBackupAndRestore(own / "backup", delete_checkpoint=not keep_backup)
+            backup = cb.AtomicBackupAndRestore(own / runs.BACKUP_DIR, delete_checkpoint=not keep_backup)
             callbacks.insert(0, backup)
             # every worker keeps its own checkpoints (non-chief ones under STAGE/.workerK), so that all
             # end on the same best weights; TensorBoard logs come from the chief only
             checkpoints = cb.ModelCheckpoints(
-                own / "checkpoints", monitor=monitor_name if val_ds is not None or monitor else None,
+                own / runs.CHECKPOINTS_DIR, monitor=monitor_name if val_ds is not None or monitor else None,
                 mode=mode, every=checkpoint_every,
             )
-            callbacks += [checkpoints, cb.HistoryCSV(own / "history.csv")]
+            callbacks += [checkpoints, cb.HistoryCSV(own / runs.HISTORY_FILE)]
             if self.is_chief:
                 logs = run_dir / "logs"
                 callbacks.append(keras.callbacks.TensorBoard(str(logs), write_graph=False, profile_batch=0,
@@ -391,7 +392,7 @@ class Trainer:
                 getattr(model, "task_model", model).load_weights(best)  # a joint model's file is its task model
                 history.best_epoch = checkpoints.best_epoch
         if run_dir is not None:
-            cb.save_model_atomic(model, own / "model.keras")
+            cb.save_model_atomic(model, own / runs.MODEL_FILE)
         return history
 
     @staticmethod
