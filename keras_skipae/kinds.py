@@ -12,11 +12,10 @@ adding a kind means adding one entry here (and its class and pipeline).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
 
 from .arch import MODEL_KINDS
-from .data.pipeline import classification_pipeline, pretrain_pipeline, segmentation_pipeline
 from .models.autoencoder import SkipAutoEncoder
 from .models.base import SkipAEModel
 from .models.classifier import SkipClassifier
@@ -29,24 +28,36 @@ class KindSpec:
 
     name: str
     model_class: type[SkipAEModel]
-    pipeline: Callable
+    pipeline_name: str                 # the input pipeline in keras_skipae.data.pipeline (imported on first use)
     metrics: tuple[str, ...]
     monitor: tuple[str, str]           # (validation metric, "min" or "max") that picks the best epoch
     serving_outputs: tuple[str, ...]   # named outputs of the exported signatures
     label_outputs: dict                # label output -> the scores it is the argmax of
     stage: str                         # the recipe stage kind that trains it
 
+    def pipeline(self, *args, **kwargs):
+        """The kind's input pipeline (:mod:`keras_skipae.data.pipeline`) applied to ``args``.
+
+        Resolved on first use, so building or loading a model never imports the data pipelines.
+        """
+        return getattr(importlib.import_module("keras_skipae.data.pipeline"), self.pipeline_name)(*args, **kwargs)
+
 
 KINDS: dict[str, KindSpec] = {
-    "autoencoder": KindSpec("autoencoder", SkipAutoEncoder, pretrain_pipeline, ("mse", "psnr", "ssim"),
+    "autoencoder": KindSpec("autoencoder", SkipAutoEncoder, "pretrain_pipeline", ("mse", "psnr", "ssim"),
                             ("val_mse", "min"), ("reconstruction",), {}, "pretrain"),
-    "classifier": KindSpec("classifier", SkipClassifier, classification_pipeline, ("accuracy", "top5_accuracy"),
+    "classifier": KindSpec("classifier", SkipClassifier, "classification_pipeline", ("accuracy", "top5_accuracy"),
                            ("val_accuracy", "max"), ("probabilities", "class_id"), {"class_id": "probabilities"},
                            "finetune"),
-    "segmenter": KindSpec("segmenter", SkipSegmenter, segmentation_pipeline, ("mean_iou", "pixel_accuracy"),
+    "segmenter": KindSpec("segmenter", SkipSegmenter, "segmentation_pipeline", ("mean_iou", "pixel_accuracy"),
                           ("val_mean_iou", "max"), ("logits", "mask"), {"mask": "logits"}, "finetune"),
 }
 assert tuple(KINDS) == MODEL_KINDS, "kinds.KINDS and arch.ModelKind must name the same kinds"
+
+#: names written to metrics.json, per model kind
+METRIC_NAMES = {name: spec.metrics for name, spec in KINDS.items()}
+#: the validation metric that picks the best checkpoint, and whether higher is better
+MONITOR = {name: spec.monitor for name, spec in KINDS.items()}
 
 
 #: whether each metric the package logs is better higher ("max") or lower ("min"): what picks a best epoch

@@ -9,7 +9,9 @@ from pathlib import Path
 import keras
 
 from . import layers, models  # noqa: F401  (registers the serializable layers and model classes)
-from .train import metrics, trainer  # noqa: F401  (registers the metrics and learning-rate schedules)
+# register what a compiled model's file names: its metrics, learning-rate schedules and optimisers (the trainer and
+# the data pipelines are not needed to load a model)
+from .train import encoder_lr, metrics, schedules  # noqa: F401
 
 
 def load(path, compile: bool = True) -> keras.Model:

@@ -158,3 +158,14 @@ def test_importing_the_whole_package_starts_no_tensorflow_runtime():
                          cwd=PACKAGE.parent)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "clean"
+
+
+def test_building_and_loading_a_model_imports_neither_the_trainer_nor_the_data_pipelines(tmp_path):
+    code = ("import sys, keras_skipae as ks; m = ks.build('classifier', 'tiny'); m.save(sys.argv[1]); "
+            "ks.load(sys.argv[1]); "
+            "print(','.join(n for n in ('keras_skipae.train.trainer', 'keras_skipae.train.callbacks', "
+            "'keras_skipae.data', 'keras_skipae.data.pipeline', 'keras_skipae.recipes') if n in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras")], capture_output=True, text=True,
+                         timeout=300, cwd=PACKAGE.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "", f"ks.build/ks.load imported {out.stdout.strip()}"

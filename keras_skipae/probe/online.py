@@ -24,8 +24,10 @@ class OnlineProbe(keras.callbacks.Callback):
     """Linear-probe and k-NN accuracy of the model's encoder features every ``every`` epochs (and the last).
 
     ``train_x``/``test_x``: normalised images (N, H, W, C); ``train_y``/``test_y``:
-    integer labels. ``l2``: the probe's penalty (None chooses it on a fifth of
-    the labelled set, as :func:`~keras_skipae.probe.features.linear_probe_accuracy`).
+    integer labels. ``l2``: the probe's penalty; None chooses it at the first
+    probed epoch on a fifth of the labelled set (as
+    :func:`~keras_skipae.probe.features.linear_probe_accuracy`) and keeps it for
+    the later ones, so every epoch is scored by the same probe and costs one fit.
     Epochs between probes log nothing, so a checkpoint that monitors the probe
     only compares the epochs that were probed.
 
@@ -64,6 +66,7 @@ class OnlineProbe(keras.callbacks.Callback):
         f_train = self._predict(self.train_x)
         f_test = self._predict(self.test_x)
         linear = linear_probe_accuracy(f_train, self.train_y, f_test, self.test_y, l2=self.l2, seed=self.seed)
+        self.l2 = linear.l2  # chosen once, then the same probe for every epoch
         knn = knn_accuracy(f_train, self.train_y, f_test, self.test_y, k=self.knn_k)
         return {"val_probe_accuracy": linear.accuracy, "val_probe_knn_accuracy": knn}
 

@@ -7,19 +7,32 @@
 >>> trainer.fit(model, train_ds, val_ds, epochs=3, run_dir="runs/demo/pretrain")
 """
 
-from .callbacks import (
-    AtomicBackupAndRestore,
-    HistoryCSV,
-    ModelCheckpoints,
-    ReconstructionImages,
-    TerminateOnNaN,
-    TrainingDiverged,
-    save_model_atomic,
-    write_json_atomic,
-)
-from .metrics import METRIC_NAMES, PSNR, SSIM, MeanIoUIgnore, PixelAccuracy, loss_for, metrics_for
-from .strategy import STRATEGIES, cpu_supports_bfloat16, make_strategy, resolve_mixed_precision
-from .trainer import OptimizerSpec, Trainer, WarmupSchedule, make_optimizer, set_seed
+import importlib as _importlib
+
+# public name -> the submodule that defines it, imported on first use (PEP 562): loading a saved model
+# needs the schedules and metrics, not the trainer, its callbacks or the data pipelines
+_LAZY = {
+    "AtomicBackupAndRestore": ".callbacks", "HistoryCSV": ".callbacks", "ModelCheckpoints": ".callbacks",
+    "ReconstructionImages": ".callbacks", "TerminateOnNaN": ".callbacks", "TrainingDiverged": ".callbacks",
+    "save_model_atomic": ".callbacks", "write_json_atomic": ".callbacks",
+    "PSNR": ".metrics", "SSIM": ".metrics", "MeanIoUIgnore": ".metrics", "PixelAccuracy": ".metrics",
+    "loss_for": ".metrics", "metrics_for": ".metrics",
+    "STRATEGIES": ".strategy", "cpu_supports_bfloat16": ".strategy", "make_strategy": ".strategy",
+    "resolve_mixed_precision": ".strategy",
+    "OptimizerSpec": ".trainer", "Trainer": ".trainer", "make_optimizer": ".trainer", "set_seed": ".trainer",
+    "WarmupSchedule": ".schedules",
+    "METRIC_NAMES": "..kinds",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "METRIC_NAMES",

@@ -19,13 +19,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from ..kinds import KINDS
 from ..layers import PACKAGE
-
-# names written to metrics.json, per model kind
-METRIC_NAMES = {name: spec.metrics for name, spec in KINDS.items()}
-# the validation metric that picks the best checkpoint, and whether higher is better
-MONITOR = {name: spec.monitor for name, spec in KINDS.items()}
 
 
 class _ToUnitRange:

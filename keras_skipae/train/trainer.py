@@ -30,8 +30,9 @@ from keras.src.backend.tensorflow import trainer as tf_trainer  # patched for mu
 from . import callbacks as cb
 from .encoder_lr import SCALED, encoder_variable_paths
 from .. import runs
-from ..kinds import monitor_mode
-from .metrics import MONITOR, loss_for, metrics_for
+from ..kinds import MONITOR, monitor_mode
+from .metrics import loss_for, metrics_for
+from .schedules import WarmupSchedule
 from .strategy import make_strategy, resolve_mixed_precision, worker_info
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -81,43 +82,6 @@ class OptimizerSpec:
             raise ValueError(f"encoder_lr_scale must be >= 0, got {self.encoder_lr_scale}")
         if self.encoder_frozen_epochs < 0:
             raise ValueError(f"encoder_frozen_epochs must be >= 0, got {self.encoder_frozen_epochs}")
-
-
-@keras.saving.register_keras_serializable(package="keras_skipae")
-class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up from 0 over ``warmup_steps``, then constant, step or cosine decay.
-
-    Step decay multiplies by ``step_factor`` at each step in ``boundaries``;
-    cosine decays to 0 at ``total_steps``.
-    """
-
-    def __init__(self, learning_rate, total_steps, warmup_steps=0, kind="constant", boundaries=(),
-                 step_factor=0.1):
-        self.learning_rate = float(learning_rate)
-        self.total_steps = int(total_steps)
-        self.warmup_steps = int(warmup_steps)
-        self.kind = kind
-        self.boundaries = [int(b) for b in boundaries]
-        self.step_factor = float(step_factor)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        lr = tf.constant(self.learning_rate, tf.float32)
-        if self.kind == "step":
-            for b in self.boundaries:
-                lr = tf.where(step >= b, lr * self.step_factor, lr)
-        elif self.kind == "cosine":
-            span = max(self.total_steps - self.warmup_steps, 1)
-            progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
-            lr = lr * 0.5 * (1.0 + tf.cos(np.pi * progress))
-        if self.warmup_steps > 0:
-            lr = tf.where(step < self.warmup_steps, self.learning_rate * (step + 1) / self.warmup_steps, lr)
-        return lr
-
-    def get_config(self):
-        return {"learning_rate": self.learning_rate, "total_steps": self.total_steps,
-                "warmup_steps": self.warmup_steps, "kind": self.kind, "boundaries": self.boundaries,
-                "step_factor": self.step_factor}
 
 
 def make_optimizer(spec: OptimizerSpec | dict | str, steps_per_epoch: int, epochs: int,
