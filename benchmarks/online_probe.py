@@ -1,0 +1,96 @@
+"""What the online probe costs: one probed pre-training epoch against an unprobed one, side by side.
+
+The quickstart's network (tiny preset, 32/64 channels, 28x28x1) pre-trains
+for an epoch on N images with and without an :class:`OnlineProbe` of 1,000
+labelled and 1,000 held-out images (the recipes' sizes); the two alternate,
+repeated, and the probe's own seconds are read from its log. Prints the
+machine's float32 matmul GFLOP/s and CPU flags beside the figures; ``--json``
+writes them.
+
+    python benchmarks/online_probe.py                 # 20,000 images, 3 repeats each
+    python benchmarks/online_probe.py --smoke         # seconds: the script works
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+
+def machine() -> dict:
+    """float32 2048x2048 matmul GFLOP/s under TensorFlow (best of 5) and the CPU's vector flags."""
+    import tensorflow as tf
+
+    a = tf.random.normal((2048, 2048))
+    tf.matmul(a, a).numpy()
+    best = min(_timed(lambda: tf.matmul(a, a).numpy()) for _ in range(5))
+    flags = []
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next(line for line in f if line.startswith("flags"))
+        flags = sorted({f for f in line.split() if f.startswith(("avx", "amx", "fma"))})
+    except (OSError, StopIteration):
+        pass
+    return {"matmul_gflops": round(2 * 2048**3 / best / 1e9, 1), "cpu_flags": flags}
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="a few seconds: 512 images, 1 repeat, 200+200 probed")
+    parser.add_argument("--json", default=None, help="write the figures to this file")
+    args = parser.parse_args(argv)
+    import keras
+
+    import keras_skipae as ks
+    from keras_skipae.probe.online import OnlineProbe
+
+    n, repeats, probed = (512, 1, 200) if args.smoke else (args.images, args.repeats, 1000)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, n + 2 * probed)
+    images = rng.normal(0, 1, (n + 2 * probed, 28, 28, 1)).astype("float32")
+    images += labels[:, None, None, None] * 0.1  # a little class signal for the probe to find
+    x = images[:n]
+    ae = ks.build("autoencoder", "tiny", input_shape=(28, 28, 1), widths=(32, 64), convs_per_stage=2,
+                  corruption="masking", corruption_level=0.5)
+    ae.compile(keras.optimizers.Adam(1e-3), "mse")
+    ae.fit(x[:256], x[:256], batch_size=128, epochs=1, verbose=0)  # trace once before timing
+    plain, with_probe, probe_seconds = [], [], []
+    for _ in range(repeats):
+        plain.append(_timed(lambda: ae.fit(x, x, batch_size=128, epochs=1, verbose=0)))
+        probe = OnlineProbe(images[n:n + probed], labels[n:n + probed], images[n + probed:], labels[n + probed:])
+        with_probe.append(_timed(lambda: ae.fit(x, x, batch_size=128, epochs=1, verbose=0, callbacks=[probe])))
+        probe_seconds.append(probe.seconds[-1])
+    result = {
+        **machine(),
+        "images": n, "probed": [probed, probed], "repeats": repeats,
+        "epoch_seconds": statistics.median(plain), "epoch_seconds_range": [min(plain), max(plain)],
+        "probed_epoch_seconds": statistics.median(with_probe),
+        "probe_seconds": statistics.median(probe_seconds), "probe_seconds_range": [min(probe_seconds),
+                                                                                   max(probe_seconds)],
+    }
+    result["probe_share_of_epoch"] = round(result["probe_seconds"] / result["epoch_seconds"], 4)
+    print(f"machine: float32 matmul {result['matmul_gflops']} GFLOP/s, flags {' '.join(result['cpu_flags'])}")
+    print(f"pre-training epoch on {n} images: {result['epoch_seconds']:.2f} s (median of {repeats}, range "
+          f"{min(plain):.2f}-{max(plain):.2f}); with the probe {result['probed_epoch_seconds']:.2f} s")
+    print(f"probe ({probed} + {probed} images): {result['probe_seconds']:.2f} s, "
+          f"{100 * result['probe_share_of_epoch']:.1f}% of an unprobed epoch")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()
