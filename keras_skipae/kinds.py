@@ -13,6 +13,7 @@ adding a kind means adding one entry here (and its class and pipeline).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .arch import MODEL_KINDS
@@ -20,6 +21,7 @@ from .models.autoencoder import SkipAutoEncoder
 from .models.base import SkipAEModel
 from .models.classifier import SkipClassifier
 from .models.segmenter import SkipSegmenter
+from .train import metrics as _metrics
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,11 @@ class KindSpec:
     serving_outputs: tuple[str, ...]   # named outputs of the exported signatures
     label_outputs: dict                # label output -> the scores it is the argmax of
     stage: str                         # the recipe stage kind that trains it
+    make_metrics: Callable             # arch -> the compiled metrics (named as in ``metrics``)
+    make_loss: Callable                # () -> the training loss
+    denoising: bool = False            # inputs corrupted in training, evaluated on fixed noise; a corruption record
+    image_labels: bool = False         # needs one label per image (a classifier), so no unlabelled example
+    any_size: bool = False             # takes any height and width (exports keep them dynamic; crops in training)
 
     def pipeline(self, *args, **kwargs):
         """The kind's input pipeline (:mod:`keras_skipae.data.pipeline`) applied to ``args``.
@@ -45,12 +52,15 @@ class KindSpec:
 
 KINDS: dict[str, KindSpec] = {
     "autoencoder": KindSpec("autoencoder", SkipAutoEncoder, "pretrain_pipeline", ("mse", "psnr", "ssim"),
-                            ("val_mse", "min"), ("reconstruction",), {}, "pretrain"),
+                            ("val_mse", "min"), ("reconstruction",), {}, "pretrain",
+                            _metrics.reconstruction_metrics, _metrics.reconstruction_loss, denoising=True),
     "classifier": KindSpec("classifier", SkipClassifier, "classification_pipeline", ("accuracy", "top5_accuracy"),
                            ("val_accuracy", "max"), ("probabilities", "class_id"), {"class_id": "probabilities"},
-                           "finetune"),
+                           "finetune", _metrics.classification_metrics, _metrics.probabilities_loss,
+                           image_labels=True),
     "segmenter": KindSpec("segmenter", SkipSegmenter, "segmentation_pipeline", ("mean_iou", "pixel_accuracy"),
-                          ("val_mean_iou", "max"), ("logits", "mask"), {"mask": "logits"}, "finetune"),
+                          ("val_mean_iou", "max"), ("logits", "mask"), {"mask": "logits"}, "finetune",
+                          _metrics.segmentation_metrics, _metrics.logits_loss, any_size=True),
 }
 assert tuple(KINDS) == MODEL_KINDS, "kinds.KINDS and arch.ModelKind must name the same kinds"
 
@@ -102,3 +112,28 @@ def kind_spec(kind: str) -> KindSpec:
         return KINDS[kind]
     except KeyError:
         raise ValueError(f"unknown model kind {kind!r}; valid kinds are: {', '.join(KINDS)}") from None
+
+
+def _spec_of(model) -> KindSpec:
+    kind = getattr(model, "kind", "")
+    if kind not in KINDS:
+        raise ValueError(f"model {getattr(model, 'name', model)!r} has kind {kind!r}; expected a keras_skipae "
+                         f"{', '.join(KINDS)} (build it with keras_skipae.build)")
+    return KINDS[kind]
+
+
+def metrics_for(model) -> list:
+    """The compiled metrics for a keras_skipae model, by its kind (:attr:`KindSpec.make_metrics`).
+
+    Auto-encoder: ``mse``, ``psnr``, ``ssim``; classifier: ``accuracy`` and,
+    with more than 5 classes, ``top5_accuracy``; segmenter: ``mean_iou``,
+    ``pixel_accuracy``.
+
+    >>> model.compile("adam", loss_for(model), metrics=metrics_for(model))
+    """
+    return _spec_of(model).make_metrics(model.arch)
+
+
+def loss_for(model):
+    """The training loss of a keras_skipae model, by its kind (:attr:`KindSpec.make_loss`)."""
+    return _spec_of(model).make_loss()

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..atomic import write_json_atomic
+from ..kinds import KINDS as REGISTRY
 from .parity import ParityRunner, check_images, prepare_samples
 from .reports import ExportError, ExportResult, ParityError, export_report, report_beside
 from .serving import INPUT_NAME, SIGNATURE_PIXELS, SIGNATURES, ServingModule, model_info, signature_spec
@@ -124,7 +125,7 @@ def litert_input_size(model, input_size: tuple | None = None) -> tuple:
         if len(size) != 2 or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in size):
             raise ValueError(f"input_size={input_size!r}: expected (height, width), two positive ints")
         size = (int(size[0]), int(size[1]))
-        if kind != "segmenter" and None not in own and size != own:
+        if not REGISTRY[kind].any_size and None not in own and size != own:
             raise ValueError(f"input_size={size}: the {kind} takes {own[0]}x{own[1]} images (its input_shape)")
         return size
     if None in own:

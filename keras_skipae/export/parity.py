@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..arch import Arch
+from ..kinds import KINDS as REGISTRY
 from ..progress import Progress
 from .reports import (
     FLOAT_TOLERANCE,
@@ -70,10 +71,13 @@ def reference_outputs(model, signature: str, images: np.ndarray) -> dict:
     kind, arch = model_info(model)
     x = arch.normalise(images) if signature == SIGNATURE_PIXELS else images.astype(np.float32)
     y = np.asarray(keras.ops.convert_to_numpy(model(x, training=False)), np.float32)
-    if kind == "classifier":
-        return {"probabilities": y, "class_id": y.argmax(-1).astype(np.int32)}
-    if kind == "segmenter":
-        return {"logits": y, "mask": y.argmax(-1).astype(mask_dtype(arch).as_numpy_dtype)}
+    spec = REGISTRY[kind]
+    if spec.label_outputs:
+        scores = next(name for name in spec.serving_outputs if name not in spec.label_outputs)
+        out = {scores: y}
+        for label, of in spec.label_outputs.items():
+            out[label] = out[of].argmax(-1).astype(mask_dtype(arch).as_numpy_dtype if spec.any_size else np.int32)
+        return out
     if signature == SIGNATURE_PIXELS:
         y = arch.denormalise(y)
     return {"reconstruction": y}
@@ -158,7 +162,7 @@ class ParityRunner:
         self.spec = signature_spec(model, input_size)
         mixed = not is_float32(model)
         self.native = float32_model(model) if mixed else model
-        self.dynamic = float32_model(model, dynamic_spatial=True) if kind == "segmenter" else None
+        self.dynamic = float32_model(model, dynamic_spatial=True) if REGISTRY[kind].any_size else None
         reference = "the Keras model" + (
             " re-built in float32 with the same weights (the model computes in mixed precision)" if mixed else ""
         )
@@ -178,7 +182,7 @@ class ParityRunner:
         h, w = self.input_size or self.arch.input_shape[:2]
         c = self.arch.channels
         sizes = [(h or 32, w or 32)]
-        if self.kind == "segmenter" and self.input_size is None:
+        if REGISTRY[self.kind].any_size and self.input_size is None:
             stride = self.arch.total_stride
             sizes.append((sizes[0][0] + stride + 1, sizes[0][1] + 2 * stride - 1))  # not a multiple of the stride
         sets = []

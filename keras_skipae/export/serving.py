@@ -98,24 +98,36 @@ def signature_spec(model, input_size: tuple | None = None) -> dict:
     if input_size is not None:
         h, w = (int(d) for d in input_size)
     else:
-        h, w = (None, None) if kind == "segmenter" else tuple(arch.input_shape[:2])
+        h, w = (None, None) if REGISTRY[kind].any_size else tuple(arch.input_shape[:2])
     c = arch.channels
     spec = {}
     for signature, dtype in ((SIGNATURE_PIXELS, "uint8"), (SIGNATURE_NORMALISED, "float32")):
-        if kind == "classifier":
-            outputs = {
-                "probabilities": {"dtype": "float32", "shape": [None, arch.num_classes]},
-                "class_id": {"dtype": "int32", "shape": [None]},
-            }
-        elif kind == "segmenter":
-            outputs = {
-                "logits": {"dtype": "float32", "shape": [None, h, w, arch.num_classes]},
-                "mask": {"dtype": mask_dtype(arch).name, "shape": [None, h, w]},
-            }
-        else:
-            outputs = {"reconstruction": {"dtype": "float32", "shape": [None, h, w, c]}}
+        outputs = {}
+        for name, (out_dtype, shape) in _output_specs(REGISTRY[kind], arch, h, w).items():
+            outputs[name] = {"dtype": out_dtype, "shape": shape}
         spec[signature] = {"inputs": {INPUT_NAME: {"dtype": dtype, "shape": [None, h, w, c]}}, "outputs": outputs}
     return spec
+
+
+def _output_specs(kind, arch, h, w) -> dict:
+    """``{output: (dtype name, shape)}`` of a kind's serving outputs (see :class:`keras_skipae.kinds.KindSpec`).
+
+    A kind with label outputs serves its scores (per pixel for a kind that takes
+    any size, per image otherwise) and, for each label output, their argmax
+    (the mask's dtype per pixel, int32 per image); an auto-encoder serves its
+    reconstruction at the input's shape.
+    """
+    if not kind.label_outputs:
+        return {kind.serving_outputs[0]: ("float32", [None, h, w, arch.channels])}
+    per_pixel = kind.any_size
+    score_shape = [None] + ([h, w] if per_pixel else []) + [arch.num_classes]
+    specs = {}
+    for name in kind.serving_outputs:
+        if name in kind.label_outputs:
+            specs[name] = (mask_dtype(arch).name if per_pixel else "int32", score_shape[:-1])
+        else:
+            specs[name] = ("float32", score_shape)
+    return specs
 
 
 def mask_dtype(arch: Arch) -> tf.DType:
@@ -152,7 +164,7 @@ class ServingModule(tf.Module):
         self.kind = kind
         self.validate = validate
         self.spec = signature_spec(model, input_size)
-        self.model = float32_model(model, dynamic_spatial=kind == "segmenter", input_size=input_size)
+        self.model = float32_model(model, dynamic_spatial=REGISTRY[kind].any_size, input_size=input_size)
         self._scale = float(arch.pixel_scale)
         self._mean = [float(m) for m in arch.channel_mean()]
         self._std = [float(s) for s in arch.channel_std()]
@@ -240,11 +252,14 @@ class ServingModule(tf.Module):
 
     def _outputs(self, x, pixel_units):
         y = self.model(x, training=False)
-        if self.kind == "classifier":
-            return {"probabilities": y, "class_id": tf.argmax(y, axis=-1, output_type=tf.int32)}
-        if self.kind == "segmenter":
-            mask = tf.cast(tf.argmax(y, axis=-1, output_type=tf.int32), self._mask_dtype)
-            return {"logits": y, "mask": mask}
+        kind = REGISTRY[self.kind]
+        if kind.label_outputs:
+            scores = next(name for name in kind.serving_outputs if name not in kind.label_outputs)
+            out = {scores: y}
+            for label, of in kind.label_outputs.items():
+                ids = tf.argmax(out[of], axis=-1, output_type=tf.int32)
+                out[label] = tf.cast(ids, self._mask_dtype) if kind.any_size else ids
+            return out
         if pixel_units:
             y = y * tf.constant(self._std, tf.float32) + tf.constant(self._mean, tf.float32)
             y = tf.clip_by_value(y / tf.constant(self._scale, tf.float32), 0.0, 255.0)

@@ -17,6 +17,7 @@ from typing import Any, Union
 
 import keras
 
+from ..kinds import KINDS
 from ..runs import CHECKPOINTS_DIR, MODEL_FILE, RunDir, checkpoint_epoch, stage_of
 from ..saving import load
 
@@ -150,7 +151,7 @@ def find_checkpoints(source: Any) -> list:
         raise FileNotFoundError(f"no run directory or model at {path}")
     run = RunDir(path)
     if run.metrics_file.is_file():
-        stages = [name for name, stage in run.stages().items() if stage.kind == "autoencoder"]
+        stages = [name for name, stage in run.stages().items() if stage.kind in KINDS and KINDS[stage.kind].denoising]
     else:
         stages = run.checkpoint_stages()
     found = []

@@ -51,16 +51,17 @@ def pipeline_for(kind: str, ds, arch, batch_size: int, *, training: bool, seed: 
     ``corruption="pipeline"``, in the pipeline; validation and test inputs are
     corrupted with fixed noise (:func:`corrupted_for_evaluation`).
     """
+    spec = kind_spec(kind)
     kwargs: dict[str, Any] = {"training": training, "seed": seed, "cache": cache}
     if training:
         kwargs["augment"] = augment
-    if kind == "autoencoder":
+    if spec.denoising:
         kwargs["corruption"] = corruption if training else "none"
         kwargs["drop_remainder"] = training
-    if kind == "segmenter" and training and crop_size:
+    if spec.any_size and training and crop_size:
         kwargs["crop_size"] = tuple(crop_size)
-    batches = kind_spec(kind).pipeline(ds, arch, batch_size, **kwargs)
-    if kind == "autoencoder" and not training:
+    batches = spec.pipeline(ds, arch, batch_size, **kwargs)
+    if spec.denoising and not training:
         # validation and test measure denoising: corrupted input, clean target, fixed noise
         batches = corrupted_for_evaluation(batches, arch, seed)
     return batches
@@ -129,7 +130,7 @@ def evaluate_model(
         model = load(model_path)
     ds = data.load(data.resolve_source(source), split, **(cfg.load_options() if cfg is not None else {}))
     arch = model.arch
-    if model.kind == "autoencoder" and entry is not None:
+    if kind_spec(model.kind).denoising and entry is not None:
         # as the run's stages: inputs corrupted as recorded for that stage (comparable figures)
         arch = with_recorded_corruption(arch, entry.corruption)
     pipeline = pipeline_for(model.kind, ds, arch, batch_size, training=False, seed=seed)

@@ -24,6 +24,7 @@ from typing import Any, Callable
 from .. import data
 from ..data.locate import resolve_path
 from ..factory import build
+from ..kinds import kind_spec
 from ..models import resolve_arch
 from ..runs import MODEL_FILE, RunDir
 from ..saving import load
@@ -143,9 +144,10 @@ def _evaluate_stage(run: _Run, stage: StageConfig) -> dict:
     with trainer.scope():
         model = load(path)
     kind = model.kind
+    denoising = kind_spec(kind).denoising
     # a model pre-trained with pipeline corruption has none in its arch; evaluate it on inputs corrupted
     # as in its own stage (recorded there), so the figures are comparable
-    recorded = run.recorded_stage(stage.init).get("corruption") if kind == "autoencoder" else None
+    recorded = run.recorded_stage(stage.init).get("corruption") if denoising else None
     eval_arch = with_recorded_corruption(model.arch, recorded)
     # seed + 2 as the training stages' own evaluation: the same fixed noise on the same data
     eval_ds = run.pipeline(kind, stage.eval_on, eval_arch, stage, training=False, seed=run.recipe.seed + 2)
@@ -154,7 +156,7 @@ def _evaluate_stage(run: _Run, stage: StageConfig) -> dict:
     root = Path(run.run_dir.path).resolve()
     rel = os.path.relpath(path.resolve(), root) if path.resolve().is_relative_to(root) else str(path)
     result = {"kind": kind, "model": rel, "metrics": metrics, "evaluated_on": stage.eval_on}
-    if kind == "autoencoder":
+    if denoising:
         result["corruption"] = corruption_record(eval_arch, recorded["where"] if recorded else "model")
     return result
 
@@ -202,7 +204,8 @@ def _run_stage(run: _Run, name: str, stage: StageConfig) -> dict:
             transfer_note = {"copied": len(model.transfer_report.copied), "from": stage.init}
             run.echo(f"[{name}] encoder from {stage.init}: {transfer_note['copied']} layers copied")
 
-    if kind == "classifier":
+    spec = kind_spec(kind)
+    if spec.image_labels:
         labels = getattr(getattr(getattr(run.subset(stage.train_on, stage.limit), "info", None), "table", None),
                          "labels", lambda: None)()
         unlabelled = int((labels < 0).sum()) if labels is not None else 0
@@ -219,7 +222,7 @@ def _run_stage(run: _Run, name: str, stage: StageConfig) -> dict:
     if stage.val_on != "none":
         val_ds = run.pipeline(kind, stage.val_on, arch, stage, training=False, seed=seed + 1, limit=stage.val_limit)
     sample = None
-    if kind == "autoencoder" and val_ds is not None and trainer.is_chief:
+    if spec.denoising and val_ds is not None and trainer.is_chief:
         # from an uncached view: take(1) of the cached val_ds would leave a partial cache (and a TF warning)
         view = run.pipeline(kind, stage.val_on, arch, stage, training=False, seed=seed + 1, limit=stage.val_limit,
                             cache=False)
@@ -259,7 +262,7 @@ def _run_stage(run: _Run, name: str, stage: StageConfig) -> dict:
               "val_metrics": {k[4:]: v for k, v in val_metrics.items() if k.startswith("val_")}}
     if transfer_note:
         result["encoder_from"] = transfer_note
-    if kind == "autoencoder":
+    if spec.denoising:
         result["corruption"] = corruption_record(arch, stage.corruption)
     if callbacks and callbacks[0].seconds:
         result["probe_seconds"] = round(sum(callbacks[0].seconds), 2)

@@ -16,7 +16,7 @@ _LAZY = {
     "ReconstructionImages": ".callbacks", "TerminateOnNaN": ".callbacks", "TrainingDiverged": ".callbacks",
     "save_model_atomic": ".callbacks", "write_json_atomic": ".callbacks",
     "PSNR": ".metrics", "SSIM": ".metrics", "MeanIoUIgnore": ".metrics", "PixelAccuracy": ".metrics",
-    "loss_for": ".metrics", "metrics_for": ".metrics",
+    "loss_for": "..kinds", "metrics_for": "..kinds",
     "STRATEGIES": ".strategy", "cpu_supports_bfloat16": ".strategy", "make_strategy": ".strategy",
     "resolve_mixed_precision": ".strategy",
     "OptimizerSpec": ".trainer", "Trainer": ".trainer", "make_optimizer": ".trainer", "set_seed": ".trainer",

@@ -9,8 +9,8 @@ Segmentation metrics take per-pixel ``sample_weight`` (0 on the ignore label,
 as :func:`keras_skipae.data.segmentation_pipeline` produces) and skip those
 pixels.
 
->>> metrics = metrics_for(model)          # the right list for model.kind
->>> model.compile("adam", loss_for(model), metrics=metrics)
+The model kinds' registry (:mod:`keras_skipae.kinds`) says which metrics and
+loss each kind trains with: ``kinds.metrics_for(model)``, ``kinds.loss_for(model)``.
 """
 
 from __future__ import annotations
@@ -117,37 +117,34 @@ class PixelAccuracy(keras.metrics.SparseCategoricalAccuracy):
         super().__init__(name=name, dtype=dtype)
 
 
-def metrics_for(model) -> list:
-    """The compiled metrics for a keras_skipae model, by ``model.kind``.
-
-    Auto-encoder: ``mse``, ``psnr``, ``ssim``; classifier: ``accuracy`` and,
-    with more than 5 classes, ``top5_accuracy``; segmenter: ``mean_iou``,
-    ``pixel_accuracy``.
-
-    >>> model.compile("adam", loss_for(model), metrics=metrics_for(model))
-    """
-    kind = getattr(model, "kind", "")
-    arch = model.arch
-    if kind == "autoencoder":
-        return [keras.metrics.MeanSquaredError(name="mse"), PSNR.from_arch(arch), SSIM.from_arch(arch)]
-    if kind == "classifier":
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-        if arch.num_classes > 5:
-            metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
-        return metrics
-    if kind == "segmenter":
-        return [MeanIoUIgnore(arch.num_classes), PixelAccuracy()]
-    raise ValueError(f"model {model.name!r} has kind {kind!r}; expected a keras_skipae autoencoder, "
-                     "classifier or segmenter (build it with keras_skipae.build)")
+def reconstruction_metrics(arch) -> list:
+    """An auto-encoder's metrics: ``mse`` (normalised units), ``psnr`` and ``ssim`` (pixels)."""
+    return [keras.metrics.MeanSquaredError(name="mse"), PSNR.from_arch(arch), SSIM.from_arch(arch)]
 
 
-def loss_for(model) -> keras.losses.Loss:
-    """Reconstruction MSE, sparse cross-entropy on probabilities, or per-pixel cross-entropy on logits."""
-    kind = getattr(model, "kind", "")
-    if kind == "autoencoder":
-        return keras.losses.MeanSquaredError(name="mse_loss")
-    if kind == "classifier":
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=False)
-    if kind == "segmenter":
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    raise ValueError(f"model {model.name!r} has kind {kind!r}; expected autoencoder, classifier or segmenter")
+def classification_metrics(arch) -> list:
+    """A classifier's metrics: ``accuracy`` and, with more than 5 classes, ``top5_accuracy``."""
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    if arch.num_classes > 5:
+        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    return metrics
+
+
+def segmentation_metrics(arch) -> list:
+    """A segmenter's metrics: ``mean_iou`` and ``pixel_accuracy``, skipping ignored pixels."""
+    return [MeanIoUIgnore(arch.num_classes), PixelAccuracy()]
+
+
+def reconstruction_loss() -> keras.losses.Loss:
+    """Mean squared error against the clean image, in the model's units."""
+    return keras.losses.MeanSquaredError(name="mse_loss")
+
+
+def probabilities_loss() -> keras.losses.Loss:
+    """Sparse cross-entropy on a classifier's probabilities."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=False)
+
+
+def logits_loss() -> keras.losses.Loss:
+    """Per-pixel sparse cross-entropy on a segmenter's logits (ignored pixels weighted 0 by the pipeline)."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)

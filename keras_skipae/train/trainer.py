@@ -30,8 +30,7 @@ from keras.src.backend.tensorflow import trainer as tf_trainer  # patched for mu
 from . import callbacks as cb
 from .encoder_lr import SCALED, encoder_variable_paths
 from .. import runs
-from ..kinds import MONITOR, monitor_mode
-from .metrics import loss_for, metrics_for
+from ..kinds import MONITOR, kind_spec, loss_for, metrics_for, monitor_mode
 from .schedules import WarmupSchedule
 from .strategy import make_strategy, resolve_mixed_precision, worker_info
 
@@ -341,7 +340,7 @@ class Trainer:
                                                              update_freq="epoch"))
                 if hparams:
                     callbacks.append(cb.HParamsLogger(logs, hparams))
-                if kind == "autoencoder" and sample_images is not None:
+                if kind in MONITOR and kind_spec(kind).denoising and sample_images is not None:
                     callbacks.append(cb.ReconstructionImages(logs, *sample_images))
             # the backup is saved last at each epoch end, after every other file of that epoch
             callbacks.append(callbacks.pop(0))
