@@ -15,8 +15,8 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-# The typed choices, defined once: the Arch's validation, the recipe schema, the tuner's search
-# space and the command line's options all read these.
+# The architecture's typed choices, defined once: the Arch's validation, the recipe schema, the tuner's search
+# space and the command line's options all read these (training, probing and tuning choices: choices.py).
 Downsample = Literal["strided", "maxpool", "none"]
 Merge = Literal["add", "concat"]
 Corruption = Literal["none", "gaussian", "masking", "salt_pepper", "block_masking", "block_noise"]
@@ -24,12 +24,7 @@ LossOn = Literal["all", "corrupted"]
 SkipDropoutPer = Literal["example", "batch"]
 OutputActivation = Literal["linear", "sigmoid"]
 Activation = Literal["relu", "elu", "gelu", "swish", "leaky_relu", "tanh"]
-Pooling = Literal["avg", "max", "avgmax", "flatten"]
-Strategy = Literal["auto", "mirrored", "multi_worker", "tpu", "one_device"]
-Precision = Literal["float32", "mixed_float16", "mixed_bfloat16", "auto"]
 ModelKind = Literal["autoencoder", "classifier", "segmenter"]
-TuneAlgorithm = Literal["random", "bayesian", "hyperband"]
-TuneObjective = Literal["probe_accuracy", "val_reconstruction_loss"]
 
 DOWNSAMPLE_MODES = get_args(Downsample)
 MERGE_MODES = get_args(Merge)
@@ -40,9 +35,6 @@ LOSS_ON = get_args(LossOn)
 SKIP_DROPOUT_PER = get_args(SkipDropoutPer)
 OUTPUT_ACTIVATIONS = get_args(OutputActivation)
 ACTIVATIONS = get_args(Activation)
-POOLINGS = get_args(Pooling)
-STRATEGIES = get_args(Strategy)
-PRECISIONS = get_args(Precision)
 MODEL_KINDS = get_args(ModelKind)
 
 

@@ -14,7 +14,8 @@ from typing import get_args
 
 import click
 
-from .arch import POOLINGS, PRECISIONS, STRATEGIES, TuneAlgorithm, TuneObjective, parse_corruption
+from .arch import parse_corruption
+from .choices import POOLINGS, PRECISIONS, STRATEGIES, TuneAlgorithm, TuneObjective
 from .tf_startup import quiet_tensorflow_startup
 
 

@@ -56,7 +56,7 @@ from .probe import format_table
 from .probe.reconstruction import normalise
 from .recipes.loading import load_recipe
 from .runs import BEST_CHECKPOINT, RunDir
-from .arch import TuneAlgorithm
+from .choices import TuneAlgorithm
 from .recipes.schema import SearchSpace, TuneConfig
 from .recipes.study import load_study_data, pretrain_batches
 from .train import Trainer

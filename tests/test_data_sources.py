@@ -219,7 +219,7 @@ def test_idx_files_written_here(tmp_path):
 def test_idx_without_data_says_what_to_install(tmp_path, monkeypatch):
     from keras_skipae.data import sources
 
-    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", str(tmp_path / "nothing"))
+    monkeypatch.setattr(sources, "FASHION_MNIST_DIR", str(tmp_path / "nothing"))
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
         data.load("idx:", data_dir=str(tmp_path / "tfds"))
 
@@ -229,8 +229,8 @@ def test_real_fashion_mnist_through_idx():
 
     # the folder `idx:` itself reads (not a copy of its name): where it exists the test runs, in CI too;
     # a folder that is there but incomplete fails below with the loader's error instead of skipping
-    if not os.path.isdir(sources.DEBIAN_FASHION_MNIST):
-        pytest.skip(f"Fashion-MNIST not installed: {sources.DEBIAN_FASHION_MNIST} does not exist; install it with "
+    if not os.path.isdir(sources.FASHION_MNIST_DIR):
+        pytest.skip(f"Fashion-MNIST not installed: {sources.FASHION_MNIST_DIR} does not exist; install it with "
                     "`sudo apt-get install dataset-fashion-mnist` (make test does so where apt-get needs no password)")
     train, test = data.load("idx:", "train"), data.load("idx:", "test")
     assert train.info.num_examples == 60000 and test.info.num_examples == 10000

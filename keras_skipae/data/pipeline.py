@@ -18,6 +18,7 @@ import warnings
 import tensorflow as tf
 
 from ..arch import Arch
+from ..choices import CORRUPTION_MODES
 from . import transforms as T
 from .info import DataError, info_of
 
@@ -25,7 +26,6 @@ AUTOTUNE = tf.data.AUTOTUNE
 SHUFFLE_BUFFER_BYTES = 512 * 1024**2
 #: Decoded uint8 data up to this size is cached in memory by the pipelines (``cache=True``).
 CACHE_BUDGET_BYTES = int(os.environ.get("SKIPAE_DATA_CACHE_BYTES", 8 * 1024**3))
-CORRUPTION_MODES = ("model", "pipeline", "none")
 
 
 def pretrain_pipeline(

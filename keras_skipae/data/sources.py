@@ -20,12 +20,12 @@ from . import classes as _classes
 from . import files as _files
 from . import decode as _decode
 from .info import DataError, SourceInfo, attach_info
+from .locate import FASHION_MNIST_DIR
 from .segmentation import load_segfolder, load_seglist, uniform_shape, warn_ignored
 from .slices import parse_split, slice_indices
 from .tables import MemoryTable
 from .tfds_source import load_tfds
 
-DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -255,14 +255,14 @@ def _load_idx(directory, split, source, *, data_dir, **opts):
     if base not in ("train", "test"):
         raise DataError(f"{source}: IDX data has splits 'train' and 'test'; got {split!r}")
     if not directory:
-        if os.path.isdir(DEBIAN_FASHION_MNIST):
-            directory = DEBIAN_FASHION_MNIST
+        if os.path.isdir(FASHION_MNIST_DIR):
+            directory = FASHION_MNIST_DIR
         else:
             cached = _tfds_fashion_mnist(data_dir)
             if cached is not None:
                         return load_tfds("fashion_mnist", split, source, data_dir=cached, download=False, **opts)
             raise DataError(
-                f"{source}: no Fashion-MNIST found: {DEBIAN_FASHION_MNIST} does not exist and no prepared "
+                f"{source}: no Fashion-MNIST found: {FASHION_MNIST_DIR} does not exist and no prepared "
                 f"fashion_mnist is in the TFDS cache ({data_dir or _tfds_default_dir()}). Install Debian's package "
                 "(sudo apt-get install dataset-fashion-mnist), or give idx:DIR holding "
                 "train-images-idx3-ubyte.gz etc., or use tfds:fashion_mnist with download=True"

@@ -17,10 +17,10 @@ import keras
 import numpy as np
 from scipy import optimize, special
 
+from ..choices import POOLINGS
 from ..models import encoder_model
 from ..models.encoder import ENCODER_PREFIX
 
-POOLINGS = ("avg", "max", "avgmax", "flatten")
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 
 

@@ -29,9 +29,11 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from ..arch import Corruption, Merge, Pooling, Precision, Strategy, TuneAlgorithm, TuneObjective, check_fields
+from ..arch import Corruption, Merge, check_fields
+from ..choices import OptimizerName, Pooling, Precision, Schedule, Strategy, TuneAlgorithm, TuneObjective
 from ..kinds import monitor_mode
 from ..models import resolve_arch
+from ..presets import DEFAULT_PRESET
 from .base import SUBSET, Count, Strict
 from .stage_options import JointConfig, OnlineProbeConfig
 
@@ -113,7 +115,7 @@ class TrainerConfig(Strict):
 class ModelConfig(Strict):
     """The architecture: a preset name plus any :class:`keras_skipae.Arch` field overrides."""
 
-    preset: str = "tiny"
+    preset: str = DEFAULT_PRESET  # the same default as keras_skipae.build
     overrides: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -128,12 +130,12 @@ class ModelConfig(Strict):
 class OptimizerConfig(Strict):
     """Optimiser and schedule (see :class:`keras_skipae.train.OptimizerSpec`)."""
 
-    name: Literal["sgd", "adam", "adamw"] = "adam"
+    name: OptimizerName = "adam"
     learning_rate: float = Field(default=1e-3, gt=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(default=0.0, ge=0)
-    schedule: Literal["constant", "step", "cosine"] = "constant"
+    schedule: Schedule = "constant"
     warmup_epochs: float = Field(default=0.0, ge=0)
     step_epochs: list[float] = Field(default_factory=list)
     step_factor: float = Field(default=0.1, gt=0)

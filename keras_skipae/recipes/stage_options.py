@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import Field
 
-from ..arch import Pooling
+from ..choices import Pooling
 from .base import SUBSET, Count, Strict
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from ..arch import PRECISIONS, STRATEGIES
+from ..choices import PRECISIONS, STRATEGIES
 
 
 def make_strategy(name: str = "auto") -> tf.distribute.Strategy:

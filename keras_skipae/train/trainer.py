@@ -30,12 +30,11 @@ from keras.src.backend.tensorflow import trainer as tf_trainer  # patched for mu
 from . import callbacks as cb
 from .encoder_lr import SCALED, encoder_variable_paths
 from .. import runs
+from ..choices import OPTIMIZERS, SCHEDULES
 from ..kinds import MONITOR, kind_spec, loss_for, metrics_for, monitor_mode
 from .schedules import WarmupSchedule
 from .strategy import make_strategy, resolve_mixed_precision, worker_info
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "step", "cosine")
 
 
 @dataclasses.dataclass
