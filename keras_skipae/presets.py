@@ -43,9 +43,13 @@ class PresetTable(dict):
 
 
 def presets() -> PresetTable:
-    """Map every preset name to a one-line description.
+    """Every preset's name and one-line description.
 
-    >>> print(keras_skipae.presets())
+    Returns:
+        A ``{name: description}`` mapping that prints as a table.
+
+    Examples:
+        >>> print(keras_skipae.presets())
     """
     return PresetTable((name, fn().description) for name, fn in sorted(_REGISTRY.items()))
 

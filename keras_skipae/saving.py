@@ -15,9 +15,22 @@ from .train import encoder_lr, metrics, schedules  # noqa: F401
 
 
 def load(path, compile: bool = True) -> keras.Model:
-    """Load a ``.keras`` file saved from any keras_skipae model (``safe_mode=True``).
+    """Load a ``.keras`` file saved from any keras_skipae model, with ``safe_mode=True``.
 
-    >>> model = load("runs/quickstart/pretrain/best.keras")
+    Args:
+        path: the ``.keras`` file (a model, or a checkpoint of a run).
+        compile: restore the optimiser, loss and metrics it was compiled with.
+
+    Returns:
+        The model, of its own class (auto-encoder, classifier or segmenter).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: not a ``.keras`` zip archive, or a layer keras_skipae does
+            not know (the message names it).
+
+    Examples:
+        >>> model = load("runs/quickstart/seed_0/pretrain/model.keras")
     """
     path = Path(path)
     if not path.exists():

@@ -66,14 +66,25 @@ def _weighted_encoder_layers(model) -> dict:
 def transfer(source, target: keras.Model, *, strict: bool = True) -> TransferReport:
     """Copy the encoder weights of ``source`` into ``target``, matched by layer name.
 
-    ``source`` is a built model or a path to a saved ``.keras`` file. Every
-    encoder layer with weights (``encoder_conv{k}`` and its batch norm) is
-    compared first; with ``strict=True`` any missing or mismatched layer raises
-    :class:`TransferError` carrying the report, and nothing is copied. With
-    ``strict=False`` the layers that match are copied and the rest reported.
+    Every encoder layer with weights (``encoder_conv{k}`` and its batch norm)
+    is compared first; nothing is copied until all fit (with ``strict``).
 
-    >>> report = transfer(autoencoder, classifier)
-    >>> print(report)
+    Args:
+        source: a built keras_skipae model or a path to a saved ``.keras`` file.
+        target: the model to copy into.
+        strict: refuse when any encoder layer is missing or of another shape;
+            ``False`` copies the layers that match and reports the rest.
+
+    Returns:
+        A :class:`TransferReport`: ``copied``, ``missing``, ``mismatched``.
+
+    Raises:
+        TransferError: with ``strict``, anything that does not fit (it carries
+            the report), or a source without encoder layers.
+
+    Examples:
+        >>> report = transfer(autoencoder, classifier)
+        >>> print(report)
     """
     if isinstance(source, (str, Path)):
         source = load(source)

@@ -24,7 +24,15 @@ def resolve_arch(preset: str | Arch | None = None, **overrides: Any) -> Arch:
 
 
 def unfreeze_encoder(model: keras.Model, trainable: bool = True) -> keras.Model:
-    """Make the encoder layers of ``model`` trainable again (recompile afterwards)."""
+    """Make the encoder layers of ``model`` trainable again (recompile afterwards).
+
+    Args:
+        model: a keras_skipae model (built with ``freeze_encoder=True``, say).
+        trainable: ``False`` freezes the encoder instead.
+
+    Returns:
+        ``model`` itself.
+    """
     set_encoder_trainable(model, trainable)
     return model
 

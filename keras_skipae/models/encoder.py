@@ -126,10 +126,17 @@ def encoder_output_layer_name(arch: Arch) -> str:
 
 
 def encoder_model(model) -> keras.Model:
-    """A model from ``model``'s input to its encoder's output (layers shared).
+    """A model from ``model``'s input to its encoder's output, sharing its layers.
 
-    Useful to extract features, e.g. for a linear probe. Corruption layers in
-    front of the encoder are inactive at inference, so features are clean.
+    Useful to extract features, e.g. for a linear probe or a head of your own.
+    Corruption layers in front of the encoder are inactive at inference, so the
+    features are of the clean input.
+
+    Args:
+        model: any keras_skipae model.
+
+    Returns:
+        A functional ``keras.Model`` (batch, H / stride, W / stride, widths[-1]).
     """
     last = model.get_layer(encoder_output_layer_name(model.arch))
     return keras.Model(model.inputs, last.output, name=model.name + "_encoder")
