@@ -70,7 +70,6 @@ def parse_args(argv=None):
 def load_images(path: str, n: int):
     """``n`` training images as a ``data.load`` dataset (the real zip, or synthetic arrays)."""
     from keras_skipae import data
-    from keras_skipae.recipes import random_subset
 
     if Path(path).exists():
         ds = data.load(f"folder:{path}", "train")
@@ -82,15 +81,15 @@ def load_images(path: str, n: int):
         images = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
         ds = data.load((images, np.zeros(n, "int32")), "train")
         source = "synthetic"
-    return random_subset(ds, n, seed=0), source
+    return data.sample(ds, n, seed=0), source
 
 
 def arch_for(ds, preset: str = "allconv-c"):
-    import keras_skipae as ks
     from keras_skipae import data
+    from keras_skipae.models import resolve_arch
 
     mean, std = data.compute_stats(ds)
-    return ks.models.resolve_arch(preset, input_shape=(32, 32, 3), mean=mean, std=std)
+    return resolve_arch(preset, input_shape=(32, 32, 3), mean=mean, std=std)
 
 
 class EpochTimer:
