@@ -12,6 +12,7 @@ Public API:
 - :func:`unfreeze_encoder` (model) -> model
 - :func:`encoder_model` (model) -> keras.Model from the input to the encoder's features
 - :func:`load` (path) -> keras.Model
+- :func:`embed` (model or run, source, out=...) -> writes the encoder's features of a data source
 - :class:`Arch`: the architecture fields that presets set and overrides change
 
 Example::
@@ -45,6 +46,7 @@ _LAZY = {
     "encoder_model": ".models",
     "unfreeze_encoder": ".models",
     "load": ".saving",
+    "embed": ".embed",
     "TransferError": ".transfer",
     "TransferReport": ".transfer",
     "transfer": ".transfer",
@@ -56,6 +58,7 @@ __all__ = [
     "TransferReport",
     "__version__",
     "build",
+    "embed",
     "encoder_model",
     "load",
     "presets",
@@ -64,6 +67,7 @@ __all__ = [
 ]
 
 if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
+    from .embed import embed
     from .factory import build
     from .models import encoder_model, unfreeze_encoder
     from .saving import load

@@ -332,6 +332,34 @@ def probe_cmd(runs, source, labelled_split, heldout_split, labels_per_class, max
     click.echo(f"written to {out}")
 
 
+@main.command("embed", short_help="Write an encoder's features of a data source (.npz, .npy, .parquet).")
+@click.argument("target")
+@click.argument("source")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="FILE.npz, FILE.npy or FILE.parquet.")
+@click.option("--split", default="train", show_default=True)
+@click.option("--stage", "run_stage", default=None, help="Which stage of a run directory (default: the last).")
+@click.option("--encoder-stage", type=click.IntRange(min=1), default=None,
+              help="Features of this encoder stage (1 = the first) instead of the encoder's output.")
+@click.option("--pooling", type=click.Choice(["avg", "max", "avgmax", "none"]), default="avg", show_default=True,
+              help="none: the stage's feature maps as they are (with --encoder-stage).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+def embed_cmd(target, source, out, split, run_stage, encoder_stage, pooling, batch_size):
+    """Write TARGET's encoder features of SOURCE to --out, with ids and labels, for a head of your own.
+
+    TARGET is a .keras model or a run directory; SOURCE any data source.
+
+    \b
+    Examples:
+      skipae embed runs/quickstart/seed_0 idx: --split test --out test_features.npz
+      skipae embed model.keras folder:photos --encoder-stage 2 --pooling none --out maps.npy
+    """
+    from .embed import embed
+
+    result = embed(target, source, out=out, split=split, stage=encoder_stage, pooling=pooling,
+                   batch_size=batch_size, run_stage=run_stage)
+    click.echo(f"{result.examples} examples x {result.feature_shape} features of {result.model} -> {result.path}")
+
+
 @main.command("study", short_help="Pre-train a grid of auto-encoders, probe every checkpoint.")
 @click.argument("recipe")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",

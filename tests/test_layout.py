@@ -117,7 +117,7 @@ def test_lower_layers_do_not_import_the_runner(lower):
 
 def test_function_local_imports_are_only_for_optional_heavy_libraries():
     allowed = {"tf2onnx", "onnx", "onnxruntime", "keras_tuner", "matplotlib", "sklearn", "tensorflow_datasets",
-               "ai_edge_litert", "PIL", "tensorflow_serving", "grpc", "pty", "resource"}
+               "ai_edge_litert", "PIL", "tensorflow_serving", "grpc", "pty", "resource", "pyarrow"}
     found = []
     for name, path in _modules().items():
         if name == "keras_skipae.cli":  # the command line defers each sub-command's imports: a quick --help
