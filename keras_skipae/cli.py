@@ -193,13 +193,28 @@ def evaluate(target, source, split, stage, batch_size):
         click.echo(f"{key:16s} {value:.4f}")
 
 
+@main.command("recipes", short_help="List the shipped recipes (skipae run NAME runs one).")
+def recipes_cmd():
+    """List the recipes that ship with the package, each with what it is for.
+
+    Run one by name (skipae run NAME) or copy it as a start: its file is printed by --path.
+    """
+    from . import recipes
+
+    shipped = recipes.shipped_recipes()
+    width = max(map(len, shipped))
+    for name, what in shipped.items():
+        click.echo(f"{name.ljust(width)}  {what}")
+    click.echo(f"({len(shipped)} recipes in {recipes.RECIPES_DIR})")
+
+
 @main.command(short_help="Fashion-MNIST: pre-trained vs scratch with 100 labels/class.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
 @click.option("--run-dir", type=click.Path(file_okay=False), default="runs/quickstart", show_default=True)
 def quickstart(overrides, run_dir):
     """Fashion-MNIST: pre-train, fine-tune with 100 labels/class, compare with scratch over seeds.
 
-    Runs recipes/quickstart.yaml (a source checkout's recipes/ folder) once
+    Runs the shipped quickstart recipe (skipae recipes lists them all) once
     per seed of its ``seeds:`` and ends with the comparison: each arm's mean
     test accuracy with its 95% interval, the paired difference and the verdict.
     Needs Debian's dataset-fashion-mnist (make quickstart installs it).

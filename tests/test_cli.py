@@ -285,4 +285,4 @@ def test_quickstart_explains_where_its_recipe_must_be(tmp_path, monkeypatch):
     monkeypatch.setattr(loading, "RECIPES_DIR", tmp_path / "recipes")
     result = CliRunner().invoke(main, ["quickstart"])
     assert result.exit_code == 1
-    assert "recipes/quickstart.yaml not found" in result.output and "source checkout" in result.output
+    assert "the quickstart recipe is missing" in result.output and "reinstall keras_skipae" in result.output

@@ -31,6 +31,7 @@ from .loading import (
     load_recipe,
     parse_override,
     quickstart_recipe,
+    shipped_recipes,
     read_yaml,
     validate,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "parse_override",
     "pipeline_for",
     "quickstart_recipe",
+    "shipped_recipes",
     "read_yaml",
     "resolve_source",
     "parse_seeds",

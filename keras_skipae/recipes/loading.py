@@ -24,10 +24,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..data import DataError
-from ..data.locate import PROJECT_ROOT, resolve_source
+from ..data.locate import resolve_source
 from .schema import RECIPE_TYPES, Recipe, RecipeError, apply_quick
 
-RECIPES_DIR = PROJECT_ROOT / "recipes"
+#: the shipped recipes: inside the package, so an installed wheel has them (a checkout's recipes/ links here)
+RECIPES_DIR = Path(__file__).resolve().parent / "library"
 #: limits that keep a hostile recipe from taking the machine (a YAML "billion laughs" alias bomb);
 #: raise them with SKIPAE_MAX_RECIPE_BYTES / SKIPAE_MAX_RECIPE_ALIASES if a real recipe needs more
 MAX_RECIPE_BYTES = 1 << 20
@@ -73,9 +74,8 @@ def find_recipe(name_or_path: str | os.PathLike) -> Path:
         if candidate.is_file():
             return candidate
     shipped = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")) if RECIPES_DIR.is_dir() else []
-    hint = f"shipped recipes: {', '.join(shipped)}" if shipped else (
-        f"no recipes/ folder next to the package ({RECIPES_DIR}); recipes ship with a source checkout "
-        "(git clone ... && pip install -e .)"
+    hint = f"shipped recipes: {', '.join(shipped)} (skipae recipes describes them)" if shipped else (
+        f"the package's recipe library {RECIPES_DIR} is missing: reinstall keras_skipae"
     )
     raise RecipeError(f"no recipe file {str(name_or_path)!r}; {hint}")
 
@@ -262,11 +262,20 @@ def load_recipe(name_or_path: str | os.PathLike, overrides: list[str] | tuple = 
 
 
 def quickstart_recipe() -> Path:
-    """The shipped ``recipes/quickstart.yaml``, or a :class:`RecipeError` saying where it must be."""
+    """The shipped ``quickstart`` recipe, or a :class:`RecipeError` saying where it must be."""
     path = RECIPES_DIR / "quickstart.yaml"
     if not path.is_file():
         raise RecipeError(
-            f"recipes/quickstart.yaml not found next to the package (looked in {RECIPES_DIR}); "
-            "the quickstart runs from a source checkout: git clone the project and pip install -e ."
+            f"the quickstart recipe is missing from the package's recipe library (looked in {RECIPES_DIR}); "
+            "reinstall keras_skipae"
         )
     return path
+
+
+def shipped_recipes() -> dict[str, str]:
+    """``{name: first line of its header}`` of every shipped recipe, by name."""
+    out = {}
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        first = next((line for line in path.read_text().splitlines() if line.startswith("#")), "# ")
+        out[path.stem] = first.lstrip("# ").split(" — ", 1)[-1].strip()
+    return out

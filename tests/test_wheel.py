@@ -1,0 +1,61 @@
+"""An installable package: the wheel carries the recipes, and a recipe runs by name from an installed wheel."""
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
+                    str(ROOT)], check=True, capture_output=True, timeout=600)
+    (path,) = out.glob("keras_skipae-*.whl")
+    return path
+
+
+def test_the_wheel_carries_every_shipped_recipe(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = sorted(p.name for p in (ROOT / "keras_skipae" / "recipes" / "library").glob("*.yaml"))
+    packed = sorted(Path(n).name for n in names if n.startswith("keras_skipae/recipes/library/") and n.endswith(".yaml"))
+    assert packed == shipped and "quickstart.yaml" in packed
+
+
+def test_an_installed_wheel_lists_and_runs_a_recipe_by_name(wheel, tmp_path):
+    """In a fresh environment outside the checkout (its dependencies from the system's site-packages)."""
+    venv = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True,
+                   capture_output=True, timeout=600)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    where = subprocess.run([str(python), "-c", "import keras_skipae; print(keras_skipae.__file__)"], cwd=work,
+                           capture_output=True, text=True, env=env, timeout=300, check=True).stdout.strip()
+    assert str(venv) in where, f"the installed wheel is not what runs: {where}"
+    skipae = venv / "bin" / "skipae"
+    listed = subprocess.run([str(skipae), "recipes"], cwd=work, capture_output=True, text=True, env=env, timeout=300)
+    assert listed.returncode == 0 and "quickstart" in listed.stdout, listed.stdout + listed.stderr
+    # every shipped recipe is found by name inside the installed package, not in the checkout
+    checked = subprocess.run([str(python), "-c",
+                              "from keras_skipae import recipes\n"
+                              "for name in recipes.shipped_recipes():\n"
+                              "    path = recipes.find_recipe(name)\n"
+                              "    assert str(path).startswith(" + repr(str(venv)) + "), path\n"
+                              "print('ok')"], cwd=work, capture_output=True, text=True, env=env, timeout=300)
+    assert checked.returncode == 0 and "ok" in checked.stdout, checked.stderr[-2000:]
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("running the quickstart by name needs Debian's dataset-fashion-mnist (make test installs it)")
+    run = subprocess.run([str(skipae), "run", "quickstart", "--seeds", "0", "--run-dir", str(work / "runs"),
+                          "--set", "pretrain.limit=256", "--set", "pretrain.epochs=1", "--set", "finetune.epochs=1",
+                          "--set", "scratch.epochs=1", "--set", "data.labels_per_class=10"],
+                         cwd=work, capture_output=True, text=True, env=env, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (work / "runs" / "seed_0" / "finetune" / "model.keras").is_file()
