@@ -42,10 +42,9 @@ from pathlib import Path
 from typing import Any, get_args
 
 import keras
-import keras_tuner
 import numpy as np
 import tensorflow as tf
-from keras_tuner.src.distribute import utils as tuner_distribute
+
 from tensorboard.plugins.hparams import api as hp_api
 
 from .arch import Arch
@@ -60,6 +59,10 @@ from .choices import TuneAlgorithm
 from .recipes.schema import SearchSpace, TuneConfig
 from .recipes.study import load_study_data, pretrain_batches
 from .train import Trainer
+from .extras import require
+
+keras_tuner = require("keras_tuner", "tune", "hyper-parameter search")
+tuner_distribute = require("keras_tuner.src.distribute.utils", "tune", "hyper-parameter search")
 
 OBJECTIVES = {"probe_accuracy": "max", "val_reconstruction_loss": "min"}
 ALGORITHMS = get_args(TuneAlgorithm)

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..atomic import write_json_atomic
+from ..extras import require
 from ..kinds import KINDS as REGISTRY
 from .parity import ParityRunner, check_images, prepare_samples
 from .reports import ExportError, ExportResult, ParityError, export_report, report_beside
@@ -50,17 +51,11 @@ def litert_report_path(path: str | os.PathLike) -> Path:
 
 
 def _interpreter_class():
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as exc:  # pragma: no cover - a dependency in setup.cfg
-        raise ExportError("LiteRT needs the ai-edge-litert package: pip install ai-edge-litert") from exc
-    return Interpreter
+    return require("ai_edge_litert.interpreter", "litert", "LiteRT").Interpreter
 
 
 def _litert_version() -> str:
-    import ai_edge_litert
-
-    return getattr(ai_edge_litert, "__version__", "unknown")
+    return getattr(require("ai_edge_litert", "litert", "LiteRT"), "__version__", "unknown")
 
 
 class LiteRTSession:

@@ -18,6 +18,7 @@ from .parity import ParityRunner, prepare_samples
 from .reports import ExportError, ExportResult, ParityError, export_report, report_beside
 from .serving import INPUT_NAME, SIGNATURE_PIXELS, SIGNATURES, ServingModule, model_info, signature_spec
 from .staging import Staging, recover_directory, refuse_existing
+from ..extras import require
 
 DEFAULT_OPSET = 17
 
@@ -70,9 +71,10 @@ def onnx(
 
 def stage_onnx(model, tmp: Path, tmp_report: Path, final: Path, opset, signature, samples, seed, providers) -> ExportResult:
     """Convert, check and verify the ONNX model into ``tmp`` (its report into ``tmp_report``); moves nothing."""
-    import onnx as onnx_lib
-    import onnxruntime
-    import tf2onnx
+    onnx_lib = require("onnx", "onnx", "ONNX export")
+    onnxruntime = require("onnxruntime", "onnx", "ONNX export")
+    tf2onnx = require("tf2onnx", "onnx", "ONNX export")
+    require("tf2onnx.convert", "onnx", "ONNX export")
 
     kind, arch = model_info(model)
     module = ServingModule(model, validate=False)  # ONNX has no assert op

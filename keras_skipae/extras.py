@@ -1,0 +1,49 @@
+"""Optional features and the extras that install them: a missing one is a one-line error naming the extra.
+
+``pip install keras_skipae`` installs what training needs; the exporters and
+the tuner come with extras:
+
+=========  =====================================  ==================================
+extra      what it adds                           packages
+=========  =====================================  ==================================
+``onnx``   ``skipae export --format onnx``        tf2onnx, onnx, onnxruntime
+``litert`` ``skipae export --format litert``      ai-edge-litert
+``tune``   ``skipae tune``, ``keras_skipae.tune`` keras-tuner, scikit-learn
+``all``    every one of them
+``test``   the test suite's tools, and ``all``
+=========  =====================================  ==================================
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+#: extra -> the modules it provides
+EXTRAS = {"onnx": ("tf2onnx", "onnx", "onnxruntime"), "litert": ("ai_edge_litert",), "tune": ("keras_tuner", "sklearn")}
+
+
+class MissingExtra(ImportError):
+    """An optional feature's packages are not installed; the message names the extra that installs them."""
+
+
+def require(module: str, extra: str, feature: str | None = None) -> ModuleType:
+    """Import ``module``, or raise :class:`MissingExtra` saying which extra installs it.
+
+    Args:
+        module: the module to import, e.g. ``"tf2onnx"`` or ``"ai_edge_litert.interpreter"``.
+        extra: the extra of keras_skipae that installs it (a key of :data:`EXTRAS`).
+        feature: what needs it, for the message (default: the extra's name).
+
+    Returns:
+        The imported module.
+
+    Raises:
+        MissingExtra: ``module`` cannot be imported.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or module
+        raise MissingExtra(f"{feature or extra} needs the [{extra}] extra (missing: {missing}): "
+                           f"pip install 'keras_skipae[{extra}]'") from None
