@@ -141,9 +141,11 @@ def checkpoint_epoch(path: str | os.PathLike) -> int | None:
 
 @dataclass
 class StageResult:
-    """A finished stage, as recorded in ``metrics.json``.
+    """A finished stage: what the runner records in ``STAGE/stage.json`` and ``metrics.json``, and reads back.
 
-    ``model`` is an absolute path; ``entry`` is the raw recorded dict.
+    ``model`` is an absolute path; ``extra`` holds the other recorded keys
+    (``encoder_from``, ``probe_seconds``); ``entry`` is the raw recorded dict.
+    :meth:`to_entry` writes what :meth:`from_entry` reads.
     """
 
     name: str
@@ -156,7 +158,11 @@ class StageResult:
     epochs: int | None = None
     best_epoch: int | None = None
     seconds: float | None = None
+    extra: dict = field(default_factory=dict)
     entry: dict = field(default_factory=dict, repr=False)
+
+    _FIELDS = ("kind", "model", "metrics", "evaluated_on", "epochs", "best_epoch", "val_metrics", "corruption",
+               "seconds")
 
     @classmethod
     def from_entry(cls, run_dir: Path, name: str, entry: dict) -> StageResult:
@@ -165,7 +171,22 @@ class StageResult:
                    metrics=dict(entry.get("metrics") or {}), val_metrics=dict(entry.get("val_metrics") or {}),
                    corruption=entry.get("corruption"), evaluated_on=entry.get("evaluated_on"),
                    epochs=entry.get("epochs"), best_epoch=entry.get("best_epoch"), seconds=entry.get("seconds"),
-                   entry=dict(entry))
+                   extra={k: v for k, v in entry.items() if k not in cls._FIELDS}, entry=dict(entry))
+
+    def to_entry(self, run_dir: str | os.PathLike) -> dict:
+        """The recorded form: ``model`` relative to ``run_dir`` when inside it (the run can move), else absolute."""
+        root = Path(run_dir).resolve()
+        model = Path(self.model).resolve()
+        entry = {"kind": self.kind, "model": os.path.relpath(model, root) if model.is_relative_to(root) else str(model),
+                 "metrics": dict(self.metrics), "evaluated_on": self.evaluated_on}
+        if self.epochs is not None:
+            entry.update(epochs=self.epochs, best_epoch=self.best_epoch, val_metrics=dict(self.val_metrics))
+        if self.corruption is not None:
+            entry["corruption"] = self.corruption
+        entry.update(self.extra)
+        if self.seconds is not None:
+            entry["seconds"] = self.seconds
+        return entry
 
     @property
     def training_corruption(self) -> dict | None:
@@ -388,13 +409,17 @@ class RunDir:
     def write_results(self, results: dict) -> Path:
         return write_json_atomic(self.metrics_file, results)
 
-    def commit_stage(self, stage: str, entry: dict, worker: int | None = None) -> Path:
+    def commit_stage(self, stage: str, entry: dict | StageResult, worker: int | None = None) -> Path:
         """Mark ``stage`` finished with ``entry`` (its ``stage.json``), then drop its resume backup.
+
+        ``entry``: a :class:`StageResult` (written with :meth:`StageResult.to_entry`) or its recorded dict.
 
         The backup goes only after the commit: a process killed between the
         last epoch and this commit resumes with every epoch done and only
         evaluates and commits, never trains again.
         """
+        if isinstance(entry, StageResult):
+            entry = entry.to_entry(self.path)
         path = write_json_atomic(self.stage_file(stage, worker), entry)
         shutil.rmtree(self.stage_dir(stage, worker) / BACKUP_DIR, ignore_errors=True)
         return path

@@ -26,7 +26,7 @@ from ..data.locate import resolve_path
 from ..factory import build
 from ..kinds import kind_spec
 from ..models import resolve_arch
-from ..runs import MODEL_FILE, RunDir
+from ..runs import MODEL_FILE, RunDir, StageResult
 from ..saving import load
 from ..train import Trainer, set_seed
 from .environment import environment
@@ -138,7 +138,7 @@ class _Run:
                             cache=cache)
 
 
-def _evaluate_stage(run: _Run, stage: StageConfig) -> dict:
+def _evaluate_stage(run: _Run, stage_name: str, stage: StageConfig) -> StageResult:
     trainer = run.trainer
     path = run.model_path(stage.init)
     with trainer.scope():
@@ -153,12 +153,9 @@ def _evaluate_stage(run: _Run, stage: StageConfig) -> dict:
     eval_ds = run.pipeline(kind, stage.eval_on, eval_arch, stage, training=False, seed=run.recipe.seed + 2)
     trainer.compile(model, stage.optimizer.model_dump(), steps_per_epoch=1, epochs=1)
     metrics = trainer.evaluate(model, eval_ds)
-    root = Path(run.run_dir.path).resolve()
-    rel = os.path.relpath(path.resolve(), root) if path.resolve().is_relative_to(root) else str(path)
-    result = {"kind": kind, "model": rel, "metrics": metrics, "evaluated_on": stage.eval_on}
-    if denoising:
-        result["corruption"] = corruption_record(eval_arch, recorded["where"] if recorded else "model")
-    return result
+    return StageResult(name=stage_name, kind=kind, model=path, metrics=metrics, evaluated_on=stage.eval_on,
+                       corruption=corruption_record(eval_arch, recorded["where"] if recorded else "model")
+                       if denoising else None)
 
 
 def stage_seed(seed: int, stage: str) -> int:
@@ -171,9 +168,9 @@ def stage_seed(seed: int, stage: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(stage.encode())) % (2**31 - 1)
 
 
-def _run_stage(run: _Run, name: str, stage: StageConfig) -> dict:
+def _run_stage(run: _Run, name: str, stage: StageConfig) -> StageResult:
     if stage.kind == "evaluate":
-        return _evaluate_stage(run, stage)
+        return _evaluate_stage(run, name, stage)
     trainer = run.trainer
     set_seed(stage_seed(run.recipe.seed, name), run.recipe.trainer.deterministic)
     arch = run.arch().replace(**arch_overrides(stage.overrides)) if stage.overrides else run.arch()
@@ -255,18 +252,16 @@ def _run_stage(run: _Run, name: str, stage: StageConfig) -> dict:
     if stage.eval_on != "none":
         metrics = trainer.evaluate(model, run.pipeline(kind, stage.eval_on, arch, stage, training=False,
                                                        seed=seed + 2))
-    model_file = run.own_dir(name) / MODEL_FILE  # a non-chief worker's is in its own folder
-    result = {"kind": kind, "model": os.path.relpath(model_file, run.run_dir.path), "metrics": metrics,
-              "evaluated_on": stage.eval_on, "epochs": stage.epochs,
-              "best_epoch": getattr(history, "best_epoch", None),
-              "val_metrics": {k[4:]: v for k, v in val_metrics.items() if k.startswith("val_")}}
+    extra = {}
     if transfer_note:
-        result["encoder_from"] = transfer_note
-    if spec.denoising:
-        result["corruption"] = corruption_record(arch, stage.corruption)
+        extra["encoder_from"] = transfer_note
     if callbacks and callbacks[0].seconds:
-        result["probe_seconds"] = round(sum(callbacks[0].seconds), 2)
-    return result
+        extra["probe_seconds"] = round(sum(callbacks[0].seconds), 2)
+    return StageResult(name=name, kind=kind, model=run.own_dir(name) / MODEL_FILE,  # a worker's: its own folder
+                       metrics=metrics, evaluated_on=stage.eval_on, epochs=stage.epochs,
+                       best_epoch=getattr(history, "best_epoch", None),
+                       val_metrics={k[4:]: v for k, v in val_metrics.items() if k.startswith("val_")},
+                       corruption=corruption_record(arch, stage.corruption) if spec.denoising else None, extra=extra)
 
 
 def _with_trainer_changes(recipe: Recipe, strategy: str | None, mixed_precision: str | None) -> Recipe:
@@ -353,8 +348,9 @@ def _run_stages(state: _Run, recipe: Recipe, rundir: RunDir, trainer: Trainer, o
             echo(f"[{name}] already complete in {rundir.stage_dir(name)} (delete that folder to run it again)")
         else:
             started = time.time()
-            result = _run_stage(state, name, stage)
-            result["seconds"] = round(time.time() - started, 1)
+            stage_result = _run_stage(state, name, stage)
+            stage_result.seconds = round(time.time() - started, 1)
+            result = stage_result.to_entry(rundir.path)
             rundir.commit_stage(name, result, state.worker)
         results["stages"][name] = result
         # keep recipe order in metrics.json
