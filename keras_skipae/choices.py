@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 Strategy = Literal["auto", "mirrored", "multi_worker", "tpu", "one_device"]
+#: where a multi-worker run learns its cluster: TF_CONFIG (Vertex AI, Kubeflow, Ray, by hand) or Slurm's variables
+Cluster = Literal["auto", "tf_config", "slurm"]
 Precision = Literal["float32", "mixed_float16", "mixed_bfloat16", "auto"]
 OptimizerName = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["constant", "step", "cosine"]
@@ -20,6 +22,7 @@ TuneAlgorithm = Literal["random", "bayesian", "hyperband"]
 TuneObjective = Literal["probe_accuracy", "val_reconstruction_loss"]
 
 STRATEGIES = get_args(Strategy)
+CLUSTERS = get_args(Cluster)
 PRECISIONS = get_args(Precision)
 OPTIMIZERS = get_args(OptimizerName)
 SCHEDULES = get_args(Schedule)

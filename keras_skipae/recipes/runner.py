@@ -313,7 +313,7 @@ def run(
             raise RecipeError(f"recipe {recipe.name!r} has no {kind} stage; stages: {', '.join(recipe.stages)}")
     rundir = RunDir(run_dir or recipe.run_dir or Path("runs") / recipe.name)
     t = recipe.trainer
-    trainer = Trainer(strategy=t.strategy, mixed_precision=t.mixed_precision, jit_compile=t.jit_compile,
+    trainer = Trainer(strategy=t.strategy, cluster=t.cluster, mixed_precision=t.mixed_precision, jit_compile=t.jit_compile,
                       seed=recipe.seed, deterministic=t.deterministic, steps_per_execution=t.steps_per_execution)
     state = _Run(recipe, rundir, trainer, echo)
     # workers of a multi-worker run write their own .workerN folders beside the chief, which holds the lock

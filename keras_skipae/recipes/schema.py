@@ -30,7 +30,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import Field, field_validator, model_validator
 
 from ..arch import Corruption, Merge, check_fields
-from ..choices import OptimizerName, Pooling, Precision, Schedule, Strategy, TuneAlgorithm, TuneObjective
+from ..choices import Cluster, OptimizerName, Pooling, Precision, Schedule, Strategy, TuneAlgorithm, TuneObjective
 from ..kinds import monitor_mode
 from ..models import resolve_arch
 from ..presets import DEFAULT_PRESET
@@ -99,6 +99,8 @@ class TrainerConfig(Strict):
     """How to train: distribution strategy, precision, XLA, determinism."""
 
     strategy: Strategy = "auto"
+    #: multi_worker: where the cluster is described (TF_CONFIG, Slurm's variables, or auto)
+    cluster: Cluster = "auto"
     mixed_precision: Optional[Precision] = None
     jit_compile: bool = False
     deterministic: bool = False

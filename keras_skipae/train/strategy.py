@@ -20,11 +20,18 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from ..choices import PRECISIONS, STRATEGIES
+from ..choices import CLUSTERS, PRECISIONS, STRATEGIES
+
+#: what srun sets in each task of a Slurm job step; SlurmClusterResolver reads these
+SLURM_VARIABLES = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_NODELIST", "SLURM_STEP_TASKS_PER_NODE")
+SLURM_PORT = 8888
 
 
-def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+def make_strategy(name: str = "auto", cluster: str = "auto") -> tf.distribute.Strategy:
     """A ``tf.distribute.Strategy`` for ``name`` (one of :data:`STRATEGIES`).
+
+    ``cluster`` (``multi_worker`` only): where the cluster is described, see
+    :func:`cluster_resolver`.
 
     >>> strategy = make_strategy("mirrored")
     >>> strategy.num_replicas_in_sync
@@ -36,7 +43,7 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     # same devices reuse collective instance keys and can mix up their all-reduces
     if name in _STRATEGY_CACHE:
         return _STRATEGY_CACHE[name]
-    strategy = _new_strategy(name)
+    strategy = _multi_worker(cluster) if name == "multi_worker" else _new_strategy(name)
     if strategy is not tf.distribute.get_strategy():  # the default strategy is never cached
         _STRATEGY_CACHE[name] = strategy
     return strategy
@@ -46,8 +53,6 @@ _STRATEGY_CACHE: dict[str, tf.distribute.Strategy] = {}
 
 
 def _new_strategy(name: str) -> tf.distribute.Strategy:
-    if name == "multi_worker":  # before anything initialises the TF runtime
-        return _multi_worker()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         if len(gpus) > 1:
@@ -72,20 +77,69 @@ def _new_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.OneDeviceStrategy(device)
 
 
-def _multi_worker() -> tf.distribute.Strategy:
+def cluster_resolver(cluster: str = "auto"):
+    """The cluster of a multi-worker run: a TF_CONFIG or a Slurm cluster resolver.
+
+    Args:
+        cluster: ``tf_config`` reads ``TF_CONFIG`` (with or without a ``chief``:
+            Vertex AI and Kubeflow's TFJob give one, Ray Train workers only);
+            ``slurm`` reads the variables ``srun`` sets in each task (one task
+            per worker; port ``SKIPAE_SLURM_PORT``, default 8888; on GPU nodes
+            each task gets its share of ``SLURM_GPUS_ON_NODE``); ``auto`` takes
+            ``TF_CONFIG`` when it is set, else Slurm's variables when they are.
+
+    Returns:
+        A ``tf.distribute.cluster_resolver.ClusterResolver``.
+
+    Raises:
+        ValueError: an unknown ``cluster``, a ``TF_CONFIG`` that is not valid
+            JSON of a cluster and a task, or neither description present.
+    """
+    if cluster not in CLUSTERS:
+        raise ValueError(f"unknown cluster {cluster!r}; choose one of: {', '.join(CLUSTERS)}")
+    has_slurm = all(v in os.environ for v in SLURM_VARIABLES)
+    if cluster == "auto":
+        cluster = "tf_config" if "TF_CONFIG" in os.environ or not has_slurm else "slurm"
+    if cluster == "slurm":
+        if not has_slurm:
+            missing = [v for v in SLURM_VARIABLES if v not in os.environ]
+            raise ValueError(f"cluster: slurm, but {', '.join(missing)} not set: start one task per worker with srun "
+                             "inside the job (see docs/cluster.md)")
+        tasks = _slurm_tasks_per_node()
+        gpus = int(os.environ.get("SLURM_GPUS_ON_NODE", "0") or 0)
+        port = int(os.environ.get("SKIPAE_SLURM_PORT", SLURM_PORT))
+        if gpus:
+            return tf.distribute.cluster_resolver.SlurmClusterResolver(
+                port_base=port, gpus_per_node=gpus, gpus_per_task=max(1, gpus // tasks), auto_set_gpu=True)
+        # CPU nodes: one "device slot" per task, and leave the devices alone
+        return tf.distribute.cluster_resolver.SlurmClusterResolver(
+            port_base=port, gpus_per_node=tasks, gpus_per_task=1, auto_set_gpu=False)
     config = os.environ.get("TF_CONFIG")
-    if config:
-        try:
-            parsed = json.loads(config)
-            parsed["cluster"], parsed["task"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(
-                "TF_CONFIG is not valid: expected JSON like "
-                '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}} '
-                f"({exc})"
-            ) from None
+    if not config:
+        raise ValueError("multi_worker needs a cluster: set TF_CONFIG (JSON of the cluster and this task) or run "
+                         "under Slurm's srun (cluster: slurm); see docs/cluster.md")
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        parsed = json.loads(config)
+        parsed["cluster"], parsed["task"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            "TF_CONFIG is not valid: expected JSON like "
+            '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}} '
+            f"({exc})"
+        ) from None
+    return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+
+
+def _slurm_tasks_per_node() -> int:
+    """The most tasks on one node, from ``SLURM_STEP_TASKS_PER_NODE`` (``2(x3),1`` -> 2)."""
+    counts = [int(part.split("(")[0]) for part in os.environ["SLURM_STEP_TASKS_PER_NODE"].split(",") if part]
+    return max(counts or [1])
+
+
+def _multi_worker(cluster: str = "auto") -> tf.distribute.Strategy:
+    resolver = cluster_resolver(cluster)  # before anything initialises the TF runtime
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     except RuntimeError as exc:
         raise RuntimeError(
             f"{exc}: create the multi_worker strategy (Trainer) before any other TensorFlow work in the process"

@@ -201,9 +201,10 @@ class Trainer:
         seed: int = 0,
         deterministic: bool = False,
         steps_per_execution: int | str = "auto",
+        cluster: str = "auto",
     ):
         # the strategy first: multi-worker collectives must be set up before the runtime starts
-        self.strategy = make_strategy(strategy) if isinstance(strategy, str) else strategy
+        self.strategy = make_strategy(strategy, cluster) if isinstance(strategy, str) else strategy
         set_seed(seed, deterministic)
         self.seed = seed
         self.deterministic = deterministic
