@@ -252,6 +252,9 @@ def _validate(a: Arch) -> None:
         _fail("corruption_block", a.corruption_block, "a positive int (the side of a square patch, in pixels)")
     if not (0.0 <= a.skip_dropout < 1.0):
         _fail("skip_dropout", a.skip_dropout, "a probability in [0, 1)")
+    if a.loss_on == "corrupted" and (a.corruption == "none" or a.corruption_level == 0):
+        _fail("loss_on", a.loss_on, "'all' without a corruption: 'corrupted' counts only corrupted pixels, and "
+              "there would be none (set corruption and corruption_level, or loss_on: all)")
     if a.loss_on == "corrupted" and a.corruption == "gaussian":
         _fail("loss_on", a.loss_on, "'all' with gaussian noise, which corrupts every pixel; 'corrupted' needs "
               "masking, salt_pepper, block_masking or block_noise")

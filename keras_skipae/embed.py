@@ -90,7 +90,8 @@ def embed(
         stage: an encoder stage (1 = the first) instead of the encoder's output.
         pooling: ``avg``, ``max``, ``avgmax``, or ``none`` (a stage's maps as
             they are; needs ``stage``).
-        batch_size: images per batch; memory holds one batch of features.
+        batch_size: images per batch; memory holds one batch of features while they are computed (a
+            ``.parquet`` file is assembled in memory at the end; use ``.npz``/``.npy`` for large outputs).
         run_stage: which stage of a run directory holds the model.
         **load_options: passed to :func:`keras_skipae.data.load`.
 
@@ -134,9 +135,9 @@ def embed(
         shape = tuple(np.load(parts[0], mmap_mode="r").shape[1:])
         tmp_out = Path(tmp) / ("whole" + out.suffix)
         _write(tmp_out, parts, np.arange(n, dtype=np.int64), np.concatenate(labels), n, shape, Path(tmp))
+        os.replace(tmp_out, out)  # the features first: ids and labels beside a .npy follow it
         for extra in (".ids.npy", ".labels.npy") if out.suffix == ".npy" else ():
             os.replace(Path(tmp) / ("whole" + extra), out.with_name(out.stem + extra))
-        os.replace(tmp_out, out)
     return EmbedResult(out, n, shape, model_path)
 
 

@@ -44,6 +44,10 @@ def require(module: str, extra: str, feature: str | None = None) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        missing = getattr(exc, "name", None) or module
-        raise MissingExtra(f"{feature or extra} needs the [{extra}] extra (missing: {missing}): "
+        missing = getattr(exc, "name", None)
+        parts = module.split(".")
+        ours = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+        if missing not in ours and not (missing is None and "None in sys.modules" in str(exc)):
+            raise  # installed but broken (a shared library that fails to load): the real error, not "install it"
+        raise MissingExtra(f"{feature or extra} needs the [{extra}] extra (missing: {missing or module}): "
                            f"pip install 'keras_skipae[{extra}]'") from None

@@ -219,7 +219,9 @@ class CorruptedPixelsOnly(keras.layers.Layer):
     is scaled by ``sqrt(pixels / corrupted pixels)``: a mean squared error
     against ``clean`` is then the mean over the corrupted pixels alone, as
     masked auto-encoders train. At inference the reconstruction passes
-    unchanged.
+    unchanged. The training-time metrics (``mse``, ``psnr``, ``ssim`` of the
+    fit's logs) see this training output, so they measure the corrupted pixels'
+    error only; the validation and test figures count every pixel.
     """
 
     def call(self, inputs, training=False):

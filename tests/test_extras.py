@@ -36,3 +36,11 @@ def test_the_command_says_which_extra_is_missing(tmp_path, hidden, args, extra):
     error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert error and f"[{extra}] extra" in error[0] and f"pip install 'keras_skipae[{extra}]'" in error[0], result.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.onnx"))
+
+
+def test_an_installed_but_broken_package_is_not_called_missing(tmp_path, monkeypatch):
+    (tmp_path / "broken_pkg_x.py").write_text("import no_such_dependency_of_broken_pkg_x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="no_such_dependency_of_broken_pkg_x") as info:
+        require("broken_pkg_x", "onnx")
+    assert not isinstance(info.value, MissingExtra)

@@ -132,6 +132,19 @@ def test_a_recipe_with_a_joint_stage(tmp_path):
     assert "unlabelled_loss" in history
 
 
+def test_a_joint_stage_says_when_it_cannot_run(tmp_path):
+    from keras_skipae.recipes import RecipeError
+    data = write_tiny_data(tmp_path)
+    recipe = tiny_recipe(data)
+    recipe["stages"] = {"joint": {"kind": "finetune", "init": None, "train_on": "labelled", "epochs": 1,
+                                  "batch_size": 8, "joint": {"batch_size": 500}}}
+    recipe["summary"] = []
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    with pytest.raises(RecipeError, match=r"joint: 'unlabelled' holds \d+ images, fewer than one batch of 500"):
+        runner.run(path, run_dir=tmp_path / "run", echo=lambda line: None)
+
+
 @pytest.mark.parametrize("stage, message", [
     ({"kind": "pretrain", "joint": {}}, "finetune stage"),
     ({"kind": "finetune", "probe": {}}, "pre-training stage"),

@@ -136,7 +136,9 @@ def test_pretext_options_round_trip_through_a_keras_file(tmp_path):
                                         ({"skip_dropout": 1.0}, "skip_dropout"),
                                         ({"loss_on": "some"}, "loss_on"),
                                         ({"corruption": "gaussian", "corruption_level": 0.1,
-                                          "loss_on": "corrupted"}, "loss_on")])
+                                          "loss_on": "corrupted"}, "loss_on"),
+                                        ({"corruption": "none", "loss_on": "corrupted"}, "loss_on"),
+                                        ({"corruption_level": 0.0, "loss_on": "corrupted"}, "loss_on")])
 def test_bad_pretext_options_name_the_field(bad, field):
     with pytest.raises(ValueError, match=field):
         Arch(**bad)

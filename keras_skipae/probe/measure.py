@@ -121,7 +121,7 @@ def probe_run(
             untrained_runs.add(ckpt.run)
             # without a corruption layer the global seed initialises the encoder identically in every run;
             # runs that differ only in their corruption share one untrained model, measured once
-            fresh_arch = model.arch.replace(corruption="none", corruption_level=0.0)
+            fresh_arch = model.arch.replace(corruption="none", corruption_level=0.0, loss_on="all", skip_dropout=0.0)
             key = json.dumps(fresh_arch.to_dict(), sort_keys=True)
             if key not in untrained_done:
                 keras.utils.set_random_seed(seed)

@@ -82,3 +82,4 @@ class OnlineProbe(keras.callbacks.Callback):
         logs.update(self.measure())
         self.seconds.append(time.perf_counter() - started)
         logs["probe_seconds"] = self.seconds[-1]
+        logs["probe_l2"] = self.l2  # recorded, so a resumed stage scores its later epochs with the same probe

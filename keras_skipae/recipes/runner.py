@@ -184,8 +184,11 @@ def _run_stage(run: _Run, name: str, stage: StageConfig) -> StageResult:
             # on top; the pipeline below normalises and corrupts with exactly that
             with trainer.scope():
                 source = load(run.model_path(stage.init))
-            arch = source.arch.replace(**arch_overrides(stage.overrides)) if stage.overrides else source.arch
-        model_arch = arch.replace(corruption="none") if stage.corruption == "pipeline" else arch
+            # a model pre-trained with pipeline corruption has none in its arch: go on with the recorded one
+            source_arch = with_recorded_corruption(source.arch, run.recorded_stage(stage.init).get("corruption"))
+            arch = source_arch.replace(**arch_overrides(stage.overrides)) if stage.overrides else source_arch
+        # with pipeline corruption the model corrupts nothing; the pipeline's weights restrict the loss
+        model_arch = arch.replace(corruption="none", loss_on="all") if stage.corruption == "pipeline" else arch
         with trainer.scope():
             model = build(kind, model_arch, name=name)
         if source is not None:
@@ -233,7 +236,7 @@ def _run_stage(run: _Run, name: str, stage: StageConfig) -> StageResult:
                **{f"arch.{k}": v for k, v in model.arch.to_dict().items() if k != "description"}}
     callbacks = []
     if stage.probe is not None:
-        callbacks.append(online_probe(run, stage, model.arch))
+        callbacks.append(online_probe(run, name, stage, model.arch))
     history = trainer.fit(
         model, train_ds, val_ds, epochs=stage.epochs, optimizer=stage.optimizer.model_dump(),
         run_dir=run.run_dir.stage_dir(name), checkpoint_every=stage.checkpoint_every,

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kinds import kind_spec
 from ..probe.online import OnlineProbe
+from ..saving import load
 from ..train.joint import build_joint, joint_dataset
-from .evaluation import pipeline_for
+from .evaluation import pipeline_for, with_recorded_corruption
 from .schema import RecipeError, StageConfig
 
 
@@ -53,13 +55,29 @@ def check_same_normalisation(source_arch, arch, where: str) -> None:
 def joint_training(run, name: str, stage: StageConfig, model, arch, train_ds):
     """``(joint model, joint batches)`` of a finetune stage with a ``joint`` section (see :mod:`..train.joint`)."""
     cfg = stage.joint
-    source = str(run.model_path(stage.init)) if stage.init else None
+    if not kind_spec(model.kind).image_labels:
+        raise RecipeError(f"stages.{name}.joint: joint training is built for classifiers (one label per image); "
+                          f"this stage trains a {model.kind}. Remove joint, or pre-train first and fine-tune")
+    source = None
+    if stage.init:
+        # a decoder pre-trained with pipeline corruption has none in its own arch: take the recorded one
+        with run.trainer.scope():
+            source = load(run.model_path(stage.init))
+        recorded = run.recorded_stage(stage.init).get("corruption")
+        if recorded and recorded.get("where") == "pipeline":
+            source.arch = with_recorded_corruption(source.arch, recorded)
     with run.trainer.scope():
         joint = build_joint(model, source, weight=cfg.weight, ladder=cfg.loss == "ladder",
                             layer_weight=cfg.layer_weight, arch=arch)
     ae_arch = joint.autoencoder_arch
-    unlabelled = pipeline_for("autoencoder", run.subset(cfg.train_on, cfg.limit), ae_arch,
-                              cfg.batch_size or stage.batch_size, training=True, seed=run.recipe.seed + 3,
+    batch = cfg.batch_size or stage.batch_size
+    pool = run.subset(cfg.train_on, cfg.limit)
+    size = getattr(getattr(pool, "info", None), "num_examples", None)
+    if size is not None and size < batch:
+        raise RecipeError(f"stages.{name}.joint: {cfg.train_on!r} holds {size} images, fewer than one batch of "
+                          f"{batch}: give it more images (data.labels_per_class / num_labels leave the rest "
+                          "unlabelled) or a smaller joint.batch_size")
+    unlabelled = pipeline_for("autoencoder", pool, ae_arch, batch, training=True, seed=run.recipe.seed + 3,
                               corruption="model")
     examples = getattr(getattr(run.subset(cfg.train_on, cfg.limit), "info", None), "num_examples", "?")
     run.echo(f"[{name}] joint: + {cfg.weight:g} x {cfg.loss} loss on {cfg.train_on} ({examples} images, "
@@ -68,7 +86,7 @@ def joint_training(run, name: str, stage: StageConfig, model, arch, train_ds):
     return joint, joint_dataset(train_ds, unlabelled)
 
 
-def online_probe(run, stage: StageConfig, arch) -> OnlineProbe:
+def online_probe(run, name: str, stage: StageConfig, arch) -> OnlineProbe:
     """The stage's :class:`OnlineProbe` on its probe section's labelled and held-out images."""
     cfg = stage.probe
 
@@ -84,5 +102,7 @@ def online_probe(run, stage: StageConfig, arch) -> OnlineProbe:
 
     train_x, train_y = arrays(cfg.train_on, cfg.train_limit)
     test_x, test_y = arrays(cfg.test_on, cfg.test_limit)
+    # a resumed stage goes on with the penalty its first probe chose (recorded in history.csv)
+    chosen = [row["probe_l2"] for _, row in sorted(run.run_dir.history(name, run.worker).items()) if "probe_l2" in row]
     return OnlineProbe(train_x, train_y, test_x, test_y, every=cfg.every, pooling=cfg.pooling, knn_k=cfg.knn_k,
-                       seed=run.recipe.seed)
+                       l2=chosen[0] if chosen else None, seed=run.recipe.seed)
