@@ -71,9 +71,8 @@ class OnlineProbe(keras.callbacks.Callback):
         return {"val_probe_accuracy": linear.accuracy, "val_probe_knn_accuracy": knn}
 
     def _predict(self, images):
-        out = [keras.ops.convert_to_numpy(self._features([images[i:i + self.batch_size]], training=False))
-               for i in range(0, len(images), self.batch_size)]
-        return np.concatenate(out).astype(np.float32)
+        # Keras's traced predict loop, built once per feature model and reused every probed epoch
+        return np.asarray(self._features.predict(images, batch_size=self.batch_size, verbose=0), np.float32)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or not self.due(epoch):
