@@ -16,6 +16,7 @@ import click
 
 from .arch import parse_corruption
 from .choices import POOLINGS, PRECISIONS, STRATEGIES, TuneAlgorithm, TuneObjective
+from .data_cli import data_group
 from .tf_startup import quiet_tensorflow_startup
 
 
@@ -440,37 +441,8 @@ def tune_cmd(recipe, overrides, run_dir, algorithm, objective, max_trials, epoch
 # ---------------------------------------------------------------- end of analysis engineer's commands
 
 
-# ---------------------------------------------------------------- data engineer's commands
-@main.command("data")
-@click.argument("source")
-@click.option("--split", default="train", show_default=True, help="Split, with TFDS-style slicing (train[:90%]).")
-@click.option("--data-dir", default=None, help="TFDS data directory.")
-@click.option("--ignore-label", type=int, default=None, help="Mask value that scores nothing (CamVid: 11).")
-@click.option("--label-map", default=None, help="Value remap, e.g. '255:1' or '11:255,0:1'.")
-@click.option("--num-classes", type=int, default=None, help="Number of classes (default: inferred).")
-@click.option("--images", default=None, help="segfolder: image name pattern, e.g. '{split}/images/{stem}_{split}.tif'.")
-@click.option("--masks", default=None, help="segfolder: mask name pattern, e.g. '{split}/1st_manual/{stem}_manual1.gif'.")
-@click.option("--root", default=None, help="seglist: where the list's paths start (default: the list's folder).")
-@click.option("--palette", default=None, help="Colour-coded masks: a palette file (image strip or 'R G B [name]' lines).")
-@click.option("--max-image-pixels", type=int, default=None, help="Refuse larger images (default 64 megapixels).")
-@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True,
-              help="Unreadable image files: stop, or leave them out and count them.")
-@click.option("--stats", is_flag=True, help="Also compute the per-channel mean and std (a full pass).")
-def data_cmd(source, split, data_dir, ignore_label, label_map, num_classes, images, masks, root, palette,
-             max_image_pixels, on_error, stats):  # fmt: skip
-    """Load SOURCE (tfds:NAME, idx:[DIR], folder:PATH, segfolder:PATH, seglist:LIST, npz:PATH) and describe it."""
-    from . import data
-
-    try:
-        mapping = {int(k): int(v) for k, v in (p.split(":") for p in label_map.split(","))} if label_map else None
-    except ValueError:
-        raise click.BadParameter(f"{label_map!r}; expected OLD:NEW pairs, e.g. 255:1", param_hint="--label-map") from None
-    ds = data.load(source, split, data_dir=data_dir, ignore_label=ignore_label, on_error=on_error,
-                   label_map=mapping, num_classes=num_classes, images=images, masks=masks, root=root,
-                   palette=palette, max_image_pixels=max_image_pixels)  # fmt: skip
-    click.echo(data.describe(ds, stats=stats))
-
-
+# ---------------------------------------------------------------- data engineer's commands (data_cli.py)
+main.add_command(data_group)
 # ---------------------------------------------------------------- end of data engineer's commands
 
 

@@ -8,6 +8,8 @@
   :func:`segmentation_pipeline` (ds, arch, batch_size, ...) -> batches in the model's units
 - :func:`compute_stats` (ds) -> per-channel (mean, std); :func:`to_numpy` (ds) -> arrays;
   :func:`describe` (ds) -> a few lines for people (``skipae data SOURCE``)
+- :func:`pack` (source, out) -> sharded TFRecord files that ``load("packed:OUT")`` streams
+  (``skipae data pack``): for large sets and multi-worker training
 - :func:`read_palette` (dict, list or file) -> the colour -> class :class:`Palette` of
   colour-coded masks (``load(..., palette=)`` takes the same)
 
@@ -26,6 +28,7 @@ Example::
 from .describe import describe
 from .info import DataError, SourceInfo
 from .locate import resolve_source
+from .packing import pack
 from .palette import Palette, read_palette
 from .pipeline import classification_pipeline, pretrain_pipeline, segmentation_pipeline
 from .sources import load
@@ -41,6 +44,7 @@ __all__ = [
     "compute_stats",
     "describe",
     "load",
+    "pack",
     "pretrain_pipeline",
     "read_palette",
     "resolve_source",

@@ -57,6 +57,8 @@ class SourceInfo:
     label_map: dict | None = field(default=None, hash=False)
     palette: Any = field(default=None, hash=False)
     notes: tuple = ()
+    # (examples, per-channel mean, per-channel std) in [0, 1] units, computed when packing (packed: sources)
+    pixel_stats: tuple | None = field(default=None, compare=False)
     # how to re-read any subset of the examples (used by data.split); not part of equality
     table: Any = field(default=None, repr=False, compare=False)
 

@@ -15,7 +15,7 @@ from .info import DataError
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 PROJECT_ROOT = PACKAGE_DIR.parent
-PATH_SCHEMES = ("idx", "folder", "segfolder", "seglist", "npz")
+PATH_SCHEMES = ("idx", "folder", "segfolder", "seglist", "npz", "packed")
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 
@@ -45,7 +45,7 @@ def resolve_source(source: str | list[str]) -> str:
     for option in options:
         scheme, sep, rest = option.partition(":")
         if not sep:
-            problems.append(f"{option!r} has no scheme (expected tfds:, idx:, folder:, segfolder:, seglist: or npz:)")
+            problems.append(f"{option!r} has no scheme (expected tfds:, idx:, folder:, segfolder:, seglist:, npz: or packed:)")
             continue
         if scheme not in PATH_SCHEMES:
             return option

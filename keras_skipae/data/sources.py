@@ -1,7 +1,8 @@
 """``data.load(source, split)``: one entry point for every kind of dataset.
 
 Sources: ``"tfds:NAME[/CONFIG]"``, ``"idx:[DIR]"``, ``"folder:PATH"``,
-``"segfolder:PATH"``, ``"seglist:LIST"``, ``"npz:PATH"``, an in-memory
+``"segfolder:PATH"``, ``"seglist:LIST"``, ``"npz:PATH"``, ``"packed:DIR"``
+(made by :func:`~keras_skipae.data.pack`), an in-memory
 ``(images, labels)`` tuple or a dict ``{"images": ..., "labels" | "masks": ...}``.
 Every dataset yields ``(image uint8 [H, W, C], label int32 [])`` for
 classification or ``(image uint8 [H, W, C], mask int32 [H, W])`` for
@@ -21,6 +22,7 @@ from . import files as _files
 from . import decode as _decode
 from .info import DataError, SourceInfo, attach_info
 from .locate import FASHION_MNIST_DIR
+from .packed import load_packed
 from .segmentation import load_segfolder, load_seglist, uniform_shape, warn_ignored
 from .slices import parse_split, slice_indices
 from .tables import MemoryTable
@@ -31,7 +33,7 @@ FASHION_MNIST_CLASSES = (
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # fmt: skip
 ON_ERROR = ("raise", "skip")
-SCHEMES = ("tfds", "idx", "folder", "segfolder", "seglist", "npz")
+SCHEMES = ("tfds", "idx", "folder", "segfolder", "seglist", "npz", "packed")
 
 
 def load(
@@ -99,7 +101,7 @@ def load(
     if not isinstance(source, str) or ":" not in source:
         raise DataError(
             f"unknown data source {source!r}; expected 'tfds:NAME[/CONFIG]', 'idx:[DIR]', 'folder:PATH', "
-            "'segfolder:PATH', 'seglist:LIST', 'npz:PATH', an (images, labels) tuple or a dict of arrays"
+            "'segfolder:PATH', 'seglist:LIST', 'npz:PATH', 'packed:DIR', an (images, labels) tuple or a dict of arrays"
         )
     rest = source.partition(":")[2]
     files_opts = dict(on_error=on_error, pixel_limit=max_image_pixels, **opts)
@@ -115,6 +117,8 @@ def load(
         return load_seglist(rest, split, source, root=root, palette=palette, **files_opts)
     if scheme == "npz":
         return _load_npz(rest, split, source, **opts)
+    if scheme == "packed":
+        return load_packed(rest, split, source, **opts)
     raise DataError(f"unknown data source scheme {scheme!r} in {source!r}; expected {', '.join(SCHEMES)}")
 
 

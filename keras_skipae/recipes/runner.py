@@ -23,12 +23,14 @@ from typing import Any, Callable
 
 from .. import data
 from ..data.locate import resolve_path
+from ..data.packed import check_shards_for_workers
 from ..factory import build
 from ..kinds import kind_spec
 from ..models import resolve_arch
 from ..runs import MODEL_FILE, RunDir, StageResult
 from ..saving import load
 from ..train import Trainer, set_seed
+from ..train.strategy import num_workers
 from .environment import environment
 from .evaluation import corruption_record, pipeline_for, with_recorded_corruption
 from .loading import apply_overrides, load_recipe, validate
@@ -79,7 +81,10 @@ class _Run:
             ds = getattr(self.splits(), which)
         else:  # pragma: no cover - the schema's pattern rules this out
             raise RecipeError(f"unknown data subset {which!r}")
-        return data.sample(ds, limit, seed=cfg.split_seed) if limit is not None else ds
+        ds = data.sample(ds, limit, seed=cfg.split_seed) if limit is not None else ds
+        if which not in ("val", "eval"):  # training subsets: each worker must have shards of its own to read
+            check_shards_for_workers(ds, num_workers(self.trainer.strategy), where=f"the {which!r} data")
+        return ds
 
     def info(self):
         return self._load(self.recipe.data.train_split).info

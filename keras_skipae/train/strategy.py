@@ -177,6 +177,15 @@ def resolve_mixed_precision(policy: str | None) -> str:
     return "mixed_bfloat16" if cpu_supports_bfloat16() else "float32"
 
 
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """How many processes train together (1 outside multi-worker training)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return max(1, sum(len(spec.get(role, ())) for role in ("chief", "worker")))
+
+
 def worker_info(strategy: tf.distribute.Strategy) -> tuple[int, bool]:
     """(task index, is_chief) for this process; (0, True) outside multi-worker training."""
     resolver = getattr(strategy, "cluster_resolver", None)

@@ -1,0 +1,220 @@
+"""Packed data (data.pack, `skipae data pack`, packed: sources): round trips, resumable atomic writes, sharding."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from keras_skipae import data
+from keras_skipae.cli import main
+from keras_skipae.data import DataError
+
+
+def _folder(root, per_class=7, size=(12, 10)):
+    """A folder: tree of PNGs whose first pixel holds the image's number (so elements can be told apart)."""
+    rng = np.random.default_rng(0)
+    number = 0
+    for c in ("a", "b", "c"):
+        os.makedirs(root / "train" / c)
+        for i in range(per_class):
+            x = rng.integers(0, 255, (*size, 3), dtype=np.uint8)
+            x[0, 0] = (number // 256, number % 256, 7)
+            Image.fromarray(x).save(root / "train" / c / f"{i}.png")
+            number += 1
+    return f"folder:{root}"
+
+
+def _ids(ds) -> list[int]:
+    return [int(x[0, 0, 0]) * 256 + int(x[0, 0, 1]) for x, _ in ds.as_numpy_iterator()]
+
+
+def test_a_packed_folder_reads_back_exactly_with_its_classes_statistics_and_splits(tmp_path):
+    source = _folder(tmp_path / "src")
+    meta = data.pack(source, tmp_path / "out", shard_size=4)
+    assert meta["splits"]["train"]["num_examples"] == 21
+    assert [s["examples"] for s in meta["splits"]["train"]["shards"]] == [4, 4, 4, 4, 4, 1]
+    assert meta["splits"]["train"]["class_counts"] == {"0": 7, "1": 7, "2": 7}
+    original, packed = data.load(source, "train"), data.load(f"packed:{tmp_path / 'out'}", "train")
+    assert packed.info.class_names == ("a", "b", "c") and packed.info.image_shape == (12, 10, 3)
+    assert packed.cardinality() == 21
+    pairs = list(zip(original.as_numpy_iterator(), packed.as_numpy_iterator(), strict=True))
+    for (x, y), (px, py) in pairs:
+        np.testing.assert_array_equal(x, px)
+        assert y == py
+    # the statistics come from the pack, and equal a pass over the data
+    np.testing.assert_allclose(data.compute_stats(packed), data.compute_stats(original), rtol=1e-9)
+    # splits and slices read by index from the shards
+    s = data.split(packed, labels_per_class=2, val_fraction=0.2, seed=0)
+    t = data.split(original, labels_per_class=2, val_fraction=0.2, seed=0)
+    for part in ("labelled", "unlabelled", "val"):
+        assert _ids(getattr(s, part)) == _ids(getattr(t, part)), part
+    assert _ids(data.load(f"packed:{tmp_path / 'out'}", "train[5:9]")) == _ids(original)[5:9]
+    assert "packed:" in data.describe(packed)
+
+
+def test_segmentation_masks_with_a_large_ignore_label_survive_packing(tmp_path):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (9, 8, 6, 3), dtype=np.uint8)
+    masks = rng.integers(0, 3, (9, 8, 6)).astype(np.int32)
+    masks[:, 0, 0] = 300
+    np.savez(tmp_path / "seg.npz", train_images=images, train_masks=masks)
+    data.pack(f"npz:{tmp_path / 'seg.npz'}", tmp_path / "out", shard_size=5, ignore_label=300, num_classes=3)
+    ds = data.load(f"packed:{tmp_path / 'out'}", "train")
+    assert ds.info.task == "segmentation" and ds.info.ignore_label == 300
+    got = list(ds.as_numpy_iterator())
+    np.testing.assert_array_equal(np.stack([x for x, _ in got]), images)
+    np.testing.assert_array_equal(np.stack([m for _, m in got]), masks)
+
+
+def test_a_rerun_is_a_no_op_another_request_is_refused_and_overwrite_replaces(tmp_path):
+    source = _folder(tmp_path / "src")
+    data.pack(source, tmp_path / "out", shard_size=8)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
+    data.pack(source, tmp_path / "out", shard_size=8)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()} == before
+    with pytest.raises(DataError, match="another request.*overwrite"):
+        data.pack(source, tmp_path / "out", shard_size=5)
+    data.pack(source, tmp_path / "out", shard_size=5, overwrite=True)
+    assert len(data.pack(source, tmp_path / "out", shard_size=5)["splits"]["train"]["shards"]) == 5
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="not empty and holds no pack"):
+        data.pack(source, tmp_path / "other")
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_a_reader_refuses_an_unfinished_pack_and_a_truncated_shard(tmp_path):
+    source = _folder(tmp_path / "src")
+    out = tmp_path / "out"
+    data.pack(source, out, shard_size=8)
+    shard = out / "train-00000-of-00003.tfrecord"
+    (out / "metadata.json").rename(tmp_path / "metadata.json")
+    with pytest.raises(DataError, match="unfinished pack.*skipae data pack .* again"):
+        data.load(f"packed:{out}", "train")
+    (tmp_path / "metadata.json").rename(out / "metadata.json")
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(DataError, match="train-00000-of-00003.tfrecord has .* bytes.*recorded"):
+        data.load(f"packed:{out}", "train")
+    shard.unlink()
+    with pytest.raises(DataError, match="is missing"):
+        data.load(f"packed:{out}", "train")
+    with pytest.raises(DataError, match="no split 'test'; this pack holds train"):
+        data.load(f"packed:{out}", "test")
+    with pytest.raises(DataError, match="ignore_label=3, but the pack was made with ignore_label=None"):
+        data.load(f"packed:{out}", "train", ignore_label=3)
+
+
+def test_a_killed_pack_is_finished_by_running_the_same_command_again(tmp_path):
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "big.npz", train_images=rng.integers(0, 255, (1200, 16, 16, 3), dtype=np.uint8),
+             train_labels=rng.integers(0, 4, 1200))  # fmt: skip
+    source, out = f"npz:{tmp_path / 'big.npz'}", tmp_path / "out"
+    args = [sys.executable, "-m", "keras_skipae.cli", "data", "pack", source, str(out), "--shard-size", "15"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not list(out.glob(".*.done.json")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the pack finished before it could be killed; give it more shards"
+    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("train-*.tfrecord") if (out / f".{p.name}.done.json").exists()}
+    assert kept, "at least one shard was finished before the kill"
+    assert len(list(out.glob("train-*.tfrecord"))) < 80
+    with pytest.raises(DataError, match="unfinished pack"):
+        data.load(f"packed:{out}", "train")
+    finished = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert "train: 1200 examples in 80 shard(s)" in finished.stdout
+    # the shards finished before the kill were kept, not rewritten; the result equals an uninterrupted pack
+    assert {name: (out / name).stat().st_mtime_ns for name in kept} == kept
+    assert not list(out.glob(".*partial")) and not list(out.glob(".*.done.json"))
+    fresh = data.pack(source, tmp_path / "fresh", shard_size=15)
+    resumed = json.loads((out / "metadata.json").read_text())["splits"]["train"]
+    for key, value in fresh["splits"]["train"].items():
+        assert resumed[key] == value, key
+
+
+def test_the_command_packs_and_describes(tmp_path):
+    source = _folder(tmp_path / "src")
+    result = CliRunner().invoke(main, ["data", "pack", source, str(tmp_path / "out"), "--shard-size", "10"])
+    assert result.exit_code == 0, result.output
+    assert "train: 21 examples in 3 shard(s)" in result.output
+    described = CliRunner().invoke(main, ["data", f"packed:{tmp_path / 'out'}"])
+    assert described.exit_code == 0 and "examples: 21" in described.output
+
+
+def test_fewer_shards_than_workers_is_refused_by_name(tmp_path):
+    from keras_skipae.data.packed import check_shards_for_workers
+
+    data.pack(_folder(tmp_path / "src"), tmp_path / "out", shard_size=16)
+    ds = data.load(f"packed:{tmp_path / 'out'}", "train")
+    check_shards_for_workers(ds, 2)
+    with pytest.raises(DataError, match="2 shard\\(s\\) for 4 workers.*--shard-size"):
+        check_shards_for_workers(data.split(ds, val_fraction=0.2).unlabelled, 4)
+
+
+WORKER = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    from keras_skipae import data
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    ds = data.load(sys.argv[1], "train").batch(6)
+    seen = []
+    for x, y in strategy.experimental_distribute_dataset(ds):
+        for part in strategy.experimental_local_results(x):
+            seen += [int(v[0, 0, 0]) * 256 + int(v[0, 0, 1]) for v in part.numpy()]
+    with open(sys.argv[2], "w") as f:
+        json.dump(seen, f)
+""")
+
+
+@pytest.mark.timeout(300)
+def test_two_workers_read_disjoint_shards_whose_union_is_the_dataset(tmp_path):
+    from test_cli import _free_ports
+
+    source = _folder(tmp_path / "src", per_class=8)
+    data.pack(source, tmp_path / "out", shard_size=4)  # 24 examples, 6 shards: 3 per worker
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, f"packed:{tmp_path / 'out'}",
+                                       str(tmp_path / f"seen{index}.json")], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))  # fmt: skip
+    for proc in procs:
+        output = proc.communicate(timeout=240)[0]
+        assert proc.returncode == 0, output
+    seen = [json.loads((tmp_path / f"seen{i}.json").read_text()) for i in range(2)]
+    assert len(seen[0]) == len(set(seen[0])) == 12 and len(seen[1]) == len(set(seen[1])) == 12
+    assert not set(seen[0]) & set(seen[1]), "the workers read the same examples"
+    assert set(seen[0]) | set(seen[1]) == set(range(24))
+
+
+def test_a_recipe_trains_on_packed_data_with_its_recorded_statistics(tmp_path):
+    import yaml
+    from test_recipes import tiny_recipe, write_tiny_data
+
+    import keras_skipae as ks
+    from keras_skipae import recipes
+
+    meta = data.pack(f"npz:{write_tiny_data(tmp_path)}", tmp_path / "packed", splits=("train", "test"), shard_size=32)
+    raw = tiny_recipe(tmp_path / "unused.npz", pretrain_epochs=1, finetune_epochs=1)
+    raw["data"].update(source=f"packed:{tmp_path / 'packed'}", normalise="dataset")
+    del raw["stages"]["scratch"]
+    raw["summary"] = ["finetune"]
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    metrics = recipes.run(tmp_path / "tiny.yaml", run_dir=tmp_path / "run", echo=lambda line: None)
+    assert set(metrics["stages"]) == {"pretrain", "finetune"}
+    arch = ks.load(tmp_path / "run" / "finetune" / "model.keras").arch
+    assert arch.mean == pytest.approx(meta["splits"]["train"]["mean"])
+    assert arch.std == pytest.approx(meta["splits"]["train"]["std"])
