@@ -21,7 +21,7 @@ TFDS_FASHION_MNIST = $${TFDS_DATA_DIR:-$$HOME/tensorflow_datasets}/fashion_mnist
 # prepared, not just begun: an interrupted download leaves the folder without dataset_info.json
 TFDS_PREPARED = ls "$(TFDS_FASHION_MNIST)"/*/dataset_info.json >/dev/null 2>&1
 
-.PHONY: env install lint docs test fashion-mnist quickstart
+.PHONY: env install lint docs test test-slow test-all fashion-mnist quickstart
 
 env:
 	@if [ "$(PY)" = FAILED ]; then exit 1; fi
@@ -58,8 +58,15 @@ lint: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 "$(PY)" -m mkdocs build --strict --quiet --site-dir "$${SITE_DIR:-site}"
 
-# lint, the docs site, then the suite on every core (pytest-xdist), at most 4 workers: each holds its own TensorFlow
+# lint, the docs site, then the suite on every core (pytest-xdist), at most 4 workers: each holds its own TensorFlow.
+# The tests marked slow (the kill -9 sweeps, multi-process runs, seeded kills) run in test-slow and test-all.
 test: lint docs
+	PATH="$(BIN):$$PATH" "$(PY)" -m pytest -q -n auto --maxprocesses=4 -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install
+	PATH="$(BIN):$$PATH" "$(PY)" -m pytest -q -n auto --maxprocesses=4 -m slow $(PYTEST_ARGS)
+
+test-all: lint docs
 	PATH="$(BIN):$$PATH" "$(PY)" -m pytest -q -n auto --maxprocesses=4 $(PYTEST_ARGS)
 
 quickstart: install

@@ -99,6 +99,7 @@ def _metrics(run_dir: Path) -> dict:
     return {name: stage["metrics"] for name, stage in stages.items()}
 
 
+@pytest.mark.slow
 def test_one_process_or_several_give_the_same_figures(tmp_path):
     recipe = write_recipe(tmp_path)
     recipes.run(recipe, run_dir=tmp_path / "one", echo=lambda line: None)

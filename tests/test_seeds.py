@@ -58,6 +58,7 @@ def test_three_seeds_give_three_runs_and_a_comparison(tmp_path):
     assert again["differences"][0]["interval"] == diff["interval"]
 
 
+@pytest.mark.slow
 def test_a_seeded_run_killed_in_its_second_seed_finishes_only_what_was_missing(tmp_path):
     recipe = write_tiny_recipe(tmp_path)
     out = tmp_path / "seeds"

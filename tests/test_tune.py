@@ -160,6 +160,7 @@ def test_bayesian_search_runs_trials(tmp_path):
     assert_scores_are_each_trials_own(config, tmp_path / "bayes", small_arrays(), result)
 
 
+@pytest.mark.slow
 def test_hyperband_search_runs_trials_and_records_both_objectives(tmp_path):
     """Hyperband with at most 2 epochs and factor 2: a bracket of two 1-epoch trials whose better one goes on to
     epoch 2 (a trial of its own, from the first one's weights), and a bracket of two 2-epoch trials."""
