@@ -17,6 +17,7 @@ import click
 from .arch import parse_corruption
 from .choices import POOLINGS, PRECISIONS, STRATEGIES, TuneAlgorithm, TuneObjective
 from .data_cli import data_group
+from .runs import METRICS_FILE
 from .tf_startup import quiet_tensorflow_startup
 
 
@@ -149,7 +150,7 @@ def compare(runs, pairs, out):
         parsed.append((first, second))
     report = compare_runs(list(runs), pairs=parsed or None)
     first = Path(runs[0])
-    target = Path(out) if out else (first if not (first / "metrics.json").exists() else first.parent)
+    target = Path(out) if out else (first if not (first / METRICS_FILE).exists() else first.parent)
     paths = report.write(target)
     click.echo(report.markdown())
     click.echo(f"written to {paths['md'].parent}")

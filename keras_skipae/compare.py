@@ -34,7 +34,7 @@ from scipy import stats
 
 from .atomic import write_json_atomic, write_text_atomic
 from .kinds import KINDS
-from .runs import RunDir, RunError, seed_dirs
+from .runs import COMPARISON_FILE, RunDir, RunError, seed_dirs
 
 CONFIDENCE = 0.95
 INTERVAL_METHOD = "t"  # Student's t over seeds (paired for differences)
@@ -186,10 +186,10 @@ class Comparison:
     def write(self, out_dir: str | os.PathLike) -> dict[str, Path]:
         """``comparison.json``, ``.csv``, ``.md`` and ``comparison.png`` in ``out_dir``."""
         out_dir = Path(out_dir)
-        paths = {"json": write_json_atomic(out_dir / "comparison.json", self.to_dict()),
-                 "csv": write_text_atomic(out_dir / "comparison.csv", self.csv_text()),
-                 "md": write_text_atomic(out_dir / "comparison.md", self.markdown())}
-        paths["png"] = self.plot(out_dir / "comparison.png")
+        paths = {"json": write_json_atomic(out_dir / COMPARISON_FILE, self.to_dict()),
+                 "csv": write_text_atomic(out_dir / COMPARISON_FILE.replace(".json", ".csv"), self.csv_text()),
+                 "md": write_text_atomic(out_dir / COMPARISON_FILE.replace(".json", ".md"), self.markdown())}
+        paths["png"] = self.plot(out_dir / COMPARISON_FILE.replace(".json", ".png"))
         return paths
 
     def plot(self, path: str | os.PathLike) -> Path:

@@ -26,7 +26,8 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
 from ..atomic import write_json_atomic
-from ..runs import BEST_CHECKPOINT, BEST_STATE, LAST_CHECKPOINT, epoch_checkpoint_name, is_worker_folder
+from ..runs import (BACKUP_STATE, BEST_CHECKPOINT, BEST_STATE, LAST_CHECKPOINT, epoch_checkpoint_name,
+                    is_worker_folder)
 from .metrics import _ToUnitRange
 
 
@@ -94,7 +95,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     the same backup directory resumes after its last completed epoch.
     """
 
-    STATE = "state.json"
+    STATE = BACKUP_STATE
 
     def __init__(self, backup_dir, delete_checkpoint: bool = True):
         super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=delete_checkpoint)
