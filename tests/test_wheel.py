@@ -20,6 +20,28 @@ def wheel(tmp_path_factory):
     return path
 
 
+def test_python_m_build_makes_an_sdist_and_a_wheel_that_carry_the_recipes(tmp_path):
+    """What a release runs. The checkout is copied first: setuptools writes build/ and *.egg-info into the tree."""
+    import shutil
+    import tarfile
+
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "site", "runs", "build", "dist", "*.egg-info",
+                                                             "__pycache__", ".pytest_cache"))  # fmt: skip
+    out = tmp_path / "dist"
+    made = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(src)],
+                          capture_output=True, text=True, timeout=600)
+    assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+    (sdist,) = out.glob("keras_skipae-*.tar.gz")
+    (wheel,) = out.glob("keras_skipae-*.whl")
+    shipped = sorted(p.name for p in (ROOT / "keras_skipae" / "recipes" / "library").glob("*.yaml"))
+    in_sdist = sorted(Path(n).name for n in tarfile.open(sdist).getnames() if "/keras_skipae/recipes/library/" in n
+                      and n.endswith(".yaml"))  # fmt: skip
+    in_wheel = sorted(Path(n).name for n in zipfile.ZipFile(wheel).namelist()
+                      if n.startswith("keras_skipae/recipes/library/") and n.endswith(".yaml"))  # fmt: skip
+    assert in_sdist == shipped and in_wheel == shipped
+
+
 def test_the_wheel_carries_every_shipped_recipe(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     shipped = sorted(p.name for p in (ROOT / "keras_skipae" / "recipes" / "library").glob("*.yaml"))
