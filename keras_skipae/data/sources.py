@@ -20,12 +20,13 @@ import tensorflow as tf
 from . import classes as _classes
 from . import files as _files
 from . import decode as _decode
-from .info import DataError, SourceInfo, attach_info
+from . import headers as _headers
+from .info import DataError, SourceInfo, attach_info, warn
 from .locate import FASHION_MNIST_DIR
 from .packed import load_packed
 from .segmentation import load_segfolder, load_seglist, uniform_shape, warn_ignored
 from .slices import parse_split, slice_indices
-from .tables import MemoryTable
+from .tables import FileTable, MemoryTable
 from .tfds_source import load_tfds
 
 FASHION_MNIST_CLASSES = (
@@ -52,6 +53,7 @@ def load(
     root: str | None = None,
     palette: dict | list | str | None = None,
     max_image_pixels: int | None = None,
+    stream_above: int | None = None,
 ) -> tf.data.Dataset:
     """Load ``split`` of ``source`` as a dataset of uint8 images with labels or masks.
 
@@ -71,7 +73,12 @@ def load(
     :mod:`~keras_skipae.data.palette`). Binary ``{0, 255}`` masks are read as
     classes ``{0, 1}`` with a warning (``label_map={255: 1}`` says so silently).
     ``max_image_pixels`` refuses larger image files before decoding them
-    (default 64 megapixels, ``SKIPAE_MAX_IMAGE_PIXELS``).
+    (default 64 megapixels, ``SKIPAE_MAX_IMAGE_PIXELS``). A ``folder:``
+    directory with more than ``stream_above`` files (default 50,000,
+    ``SKIPAE_STREAM_ABOVE``) is not decoded at load: only the files' headers
+    are read (sizes, channels, unusable files by name) and the pixels are decoded
+    as the dataset is read (see :mod:`~keras_skipae.data.headers`); for speed
+    pack it once (:func:`~keras_skipae.data.pack`).
 
     Example::
 
@@ -86,7 +93,7 @@ def load(
         raise DataError(f"on_error={on_error!r}; expected one of {', '.join(ON_ERROR)}")
     opts = dict(ignore_label=ignore_label, label_map=label_map, num_classes=num_classes, class_names=class_names)
     scheme = source.partition(":")[0] if isinstance(source, str) else "arrays"
-    _check_options(scheme, source, images=images, masks=masks, root=root, palette=palette)
+    _check_options(scheme, source, images=images, masks=masks, root=root, palette=palette, stream_above=stream_above)
     if max_image_pixels is not None:
         try:
             _decode.max_image_pixels(max_image_pixels)
@@ -110,7 +117,7 @@ def load(
     if scheme == "idx":
         return _load_idx(rest, split, source, data_dir=data_dir, **opts)
     if scheme == "folder":
-        return _load_folder(rest, split, source, **files_opts)
+        return _load_folder(rest, split, source, stream_above=stream_above, **files_opts)
     if scheme == "segfolder":
         return load_segfolder(rest, split, source, images=images, masks=masks, palette=palette, **files_opts)
     if scheme == "seglist":
@@ -124,7 +131,8 @@ def load(
 
 def _check_options(scheme: str, source, **given) -> None:
     """Refuse an option the source does not use (it would be ignored silently)."""
-    used_by = {"images": ("segfolder",), "masks": ("segfolder",), "root": ("seglist",), "palette": ("segfolder", "seglist")}
+    used_by = {"images": ("segfolder",), "masks": ("segfolder",), "root": ("seglist",), "palette": ("segfolder", "seglist"),
+               "stream_above": ("folder",)}
     for option, value in given.items():
         if value is not None and scheme not in used_by[option] and scheme in SCHEMES + ("arrays",):
             where = source if isinstance(source, str) else "an in-memory source"
@@ -352,7 +360,7 @@ def _load_npz(path, split, source, **opts):
 
 # -------------------------------------------------------------------------------- folder trees
 def _load_folder(path, split, source, *, on_error, ignore_label, label_map, num_classes, class_names,
-                 pixel_limit=None):  # fmt: skip
+                 pixel_limit=None, stream_above=None):  # fmt: skip
     base, spec = parse_split(split)
     tree = _files.Tree(path)
     limit = _decode.max_image_pixels(pixel_limit)
@@ -367,6 +375,23 @@ def _load_folder(path, split, source, *, on_error, ignore_label, label_map, num_
         n_cls = int(labels.max(initial=-1)) + 1
     _classes.check_labels(labels, n_cls, source, lambda i: names[i])
     refs = tree.refs([listing.rels[i] for i in idx])
+    if not tree.is_zip and len(refs) > _headers.stream_above(stream_above):
+        table, channels, shapes, skipped = _stream_table(refs, names, labels, on_error, limit)
+    else:
+        table, channels, shapes, skipped = _decoded_table(tree, refs, names, labels, on_error, limit)
+    info = SourceInfo(
+        name=os.path.splitext(os.path.basename(tree.path))[0], task="classification", num_classes=n_cls,
+        class_names=_classes.names_for(names_out, n_cls), channels=channels,
+        image_shape=uniform_shape(shapes, channels), num_examples=table.num_examples,
+        skipped=len(skipped), skipped_files=tuple(skipped), ignored=tuple(listing.ignored), source=source,
+        split=split, label_map=dict(label_map) if label_map else None,
+    )  # fmt: skip
+    warn_ignored(listing.ignored, source)
+    return attach_info(table.dataset(), info.replace(table=table))
+
+
+def _decoded_table(tree, refs, names, labels, on_error, limit):
+    """Every file decoded and checked now, kept in memory when it fits (see :mod:`~keras_skipae.data.files`)."""
     result = _files.decode_pass(refs, tree.is_zip, limit=limit, label=f"decoding {len(refs)} images")
     skipped = _files.handle_failures(
         result,
@@ -376,12 +401,24 @@ def _load_folder(path, split, source, *, on_error, ignore_label, label_map, num_
     keep = np.flatnonzero(result.ok)
     channels = _files.choose_channels(result.image_shapes[keep]) if len(keep) else 3
     table = _files.build_table(result, keep, refs, labels, tree.is_zip, channels, "classification", limit=limit)
-    info = SourceInfo(
-        name=os.path.splitext(os.path.basename(tree.path))[0], task="classification", num_classes=n_cls,
-        class_names=_classes.names_for(names_out, n_cls), channels=channels,
-        image_shape=uniform_shape(result.image_shapes[keep], channels), num_examples=len(keep),
-        skipped=len(skipped), skipped_files=tuple(skipped), ignored=tuple(listing.ignored), source=source,
-        split=split, label_map=dict(label_map) if label_map else None,
-    )  # fmt: skip
-    warn_ignored(listing.ignored, source)
-    return attach_info(table.dataset(), info.replace(table=table))
+    return table, channels, result.image_shapes[keep], skipped
+
+
+def _stream_table(refs, names, labels, on_error, limit):
+    """A large folder: headers read now (sizes, channels, unusable files by name), pixels decoded as it is read."""
+    shapes, problems = _headers.read_headers(refs, limit)
+    bad = [i for i, p in enumerate(problems) if p is not None]
+    if bad and on_error == "raise":
+        more = f" ({len(bad) - 1} more unusable file(s))" if len(bad) > 1 else ""
+        raise DataError(f"cannot read {names[bad[0]]}: {problems[bad[0]]}{more}; fix or remove the file, or load "
+                        "with on_error='skip' to leave such files out (they are counted in ds.info.skipped)")
+    skipped = [names[i] for i in bad]
+    if skipped:
+        warn(f"skipped {len(skipped)} unusable file(s) (on_error='skip'), e.g. {skipped[0]}")
+    keep = np.flatnonzero(np.asarray([p is None for p in problems], dtype=bool))
+    channels = _files.choose_channels(shapes[keep]) if len(keep) else 3
+    hw = {(int(h), int(w)) for h, w, _ in shapes[keep]}
+    size = hw.pop() if len(hw) == 1 else (None, None)
+    decode = _files.lazy_decoder(False, channels, "classification", size=size, limit=limit)
+    table = FileTable(refs[keep], np.asarray(labels, np.int32)[keep], "classification", decode, None)
+    return table, channels, shapes[keep], skipped

@@ -1,0 +1,103 @@
+"""Image sizes from file headers, for folders too large to decode at load time.
+
+``folder:`` trees with more files than ``stream_above`` (default 50,000,
+``SKIPAE_STREAM_ABOVE``) are not decoded when they load: each file's header is
+read (the first kilobytes: PNG's IHDR chunk, JPEG's start-of-frame marker,
+anything else through Pillow, which also reads headers only), which gives the
+image's size and channels, refuses files over the pixel limit and finds files
+that are not images at all, by name. The pixels are decoded as training runs.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+DEFAULT_STREAM_ABOVE = 50_000
+HEAD_BYTES = 4096
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); not DHT (C4), JPG (C8), DAC (CC)
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> channels as decoded (palette -> RGB)
+
+
+def stream_above(value: int | None = None) -> int:
+    """The file count above which ``folder:`` streams: ``value``, else ``SKIPAE_STREAM_ABOVE``, else 50,000."""
+    if value is None:
+        text = os.environ.get("SKIPAE_STREAM_ABOVE", "").strip()
+        try:
+            value = int(float(text)) if text else DEFAULT_STREAM_ABOVE
+        except ValueError:
+            raise ValueError(f"SKIPAE_STREAM_ABOVE={text!r}; expected a number of files, e.g. 100000") from None
+    if int(value) < 0:
+        raise ValueError(f"stream_above={value!r}; expected a number of files >= 0")
+    return int(value)
+
+
+def _from_bytes(head: bytes) -> tuple[int, int, int] | None:
+    """(height, width, channels) of a PNG or JPEG from its first bytes; None when another reader is needed."""
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 26:
+        width, height = struct.unpack(">II", head[16:24])
+        channels = _PNG_CHANNELS.get(head[25])
+        return (height, width, channels) if channels else None
+    if head[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(head):
+            if head[i] != 0xFF:
+                return None
+            marker = head[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker in _SOF:
+                height, width = struct.unpack(">HH", head[i + 5:i + 9])
+                components = head[i + 9] if i + 9 < len(head) else 0
+                return (height, width, components) if components in (1, 3) else None
+            i += 2 + struct.unpack(">H", head[i + 2:i + 4])[0]
+    return None
+
+
+def header_shape(path: str) -> tuple[tuple[int, int, int] | None, str | None]:
+    """``((height, width, channels), None)`` of the image at ``path``, or ``(None, why it cannot be read)``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+    except OSError as exc:
+        return None, f"cannot read the file ({exc.strerror or exc})"
+    found = _from_bytes(head)
+    if found is not None and found[0] > 0 and found[1] > 0:
+        return found, None
+    try:
+        from PIL import Image, UnidentifiedImageError
+
+        with Image.open(path) as image:
+            width, height = image.size
+            bands = len(image.getbands())
+            frames = getattr(image, "n_frames", 1)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        return None, f"not an image Pillow or TensorFlow reads ({exc})"
+    if frames > 1:
+        return None, f"holds {frames} frames; expected one image per file"
+    channels = {1: 1, 2: 2, 3: 3, 4: 4}.get(bands, 3)
+    return (height, width, 3 if image.mode in ("P", "CMYK", "YCbCr") else channels), None
+
+
+def read_headers(paths, limit: int) -> tuple[np.ndarray, list]:
+    """``(shapes (N, 3), problems)`` for ``paths``: zeros and a message where a file cannot be used.
+
+    Files are read in parallel threads (the work is file reads); an image over
+    ``limit`` pixels is a problem, as decoding would refuse it.
+    """
+    paths = list(paths)
+    shapes = np.zeros((len(paths), 3), dtype=np.int64)
+    problems: list = [None] * len(paths)
+    with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
+        for i, (shape, problem) in enumerate(pool.map(header_shape, paths, chunksize=256)):
+            if problem is None and shape[0] * shape[1] > limit:
+                problem = f"{shape[1]}x{shape[0]} pixels, over the limit of {limit} (max_image_pixels)"
+            if problem is None:
+                shapes[i] = shape
+            problems[i] = problem
+    return shapes, problems
