@@ -117,6 +117,12 @@ class PackedTable:
         self.image_shape = tuple(shape[:2]) if shape else (None, None)
         self.num_examples = int(entry["num_examples"])
         self._labels = labels
+        # the shard holding each example: shard s holds order[s * size:(s + 1) * size] (see data.packing)
+        order = np.load(folder / entry["order"])
+        bounds = np.cumsum([0] + [s["examples"] for s in self.shards])
+        self.shard_of = np.empty(self.num_examples, dtype=np.int64)
+        for s in range(len(self.shards)):
+            self.shard_of[order[bounds[s]:bounds[s + 1]]] = s
 
     def labels(self) -> np.ndarray | None:
         return None if self._labels is None else np.asarray(self._labels)
@@ -126,11 +132,12 @@ class PackedTable:
         return [str(self.folder / s["file"]) for s in self.shards]
 
     def dataset(self, indices: np.ndarray | None = None) -> tf.data.Dataset:
-        """All examples in packing order, or those at ``indices``, with a known cardinality.
+        """All examples, or those at ``indices``, in the order they were packed, with a known cardinality.
 
-        Shards are interleaved in parallel, each read whole in turn, so the order
-        is the packing order; the file list is the dataset's source, so
-        tf.distribute's FILE auto-sharding gives each worker its own shards.
+        Shards are interleaved in parallel, each read whole in turn; the packed
+        order is already shuffled (seeded, when packing). The file list is the
+        dataset's source, so tf.distribute's FILE auto-sharding gives each
+        worker its own shards.
         """
         shards = self.shards
         keep = None
@@ -138,7 +145,8 @@ class PackedTable:
             indices = np.asarray(indices, dtype=np.int64)
             keep = np.zeros(self.num_examples, dtype=bool)
             keep[indices] = True
-            shards = [s for s in shards if keep[s["first"]:s["first"] + s["examples"]].any()]
+            wanted = set(np.unique(self.shard_of[indices]).tolist())
+            shards = [s for i, s in enumerate(shards) if i in wanted]
         files = [str(self.folder / s["file"]) for s in shards] or [str(self.folder / self.shards[0]["file"])]
         block = max((s["examples"] for s in shards), default=1)
         ds = tf.data.Dataset.from_tensor_slices(files).interleave(

@@ -42,6 +42,7 @@ from .sources import load
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHARD_SIZE = 2048
+ORDER_SEED = 0  # which examples go to which shard, and their order in it (recorded: <split>-order.npy)
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -127,6 +128,10 @@ def _pack_split(info: SourceInfo, out: Path, split: str, shard_size: int) -> dic
     labels = table.labels()
     if labels is not None:
         np.save(out / f"{split}-labels.npy", np.asarray(labels, dtype=np.int32))
+    # shards hold seeded random subsets, each written in a seeded random order: a stream read shard by shard
+    # is already mixed (sources list files class by class), so a small shuffle buffer suffices when training
+    order = np.random.default_rng(ORDER_SEED).permutation(n)
+    np.save(out / f"{split}-order.npy", order)
     shards = []
     label = f"packing {info.name} [{split}]"
     with Progress(label, n, unit="images") as bar:
@@ -135,7 +140,7 @@ def _pack_split(info: SourceInfo, out: Path, split: str, shard_size: int) -> dic
             name = shard_name(split, index, count)
             done = _finished_shard(out, name)
             if done is None:
-                done = _write_shard(table, info, out, name, lo, hi)
+                done = _write_shard(table, info, out, name, np.sort(order[lo:hi]), index)
             shards.append(done)
             bar.update(hi - lo)
     return {"num_examples": n, "shards": shards}
@@ -153,10 +158,10 @@ def _finished_shard(out: Path, name: str) -> dict | None:
     return done if done.get("bytes") == (out / name).stat().st_size else None
 
 
-def _write_shard(table, info: SourceInfo, out: Path, name: str, lo: int, hi: int) -> dict:
+def _write_shard(table, info: SourceInfo, out: Path, name: str, members: np.ndarray, index: int) -> dict:
     segmentation = info.task == "segmentation"
     channels = int(info.channels)
-    ds = table.dataset(np.arange(lo, hi, dtype=np.int64))
+    ds = table.dataset(members)
     ds = ds.map(_encoder(segmentation), num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
     sums = np.zeros(channels)
     squares = np.zeros(channels)
@@ -164,15 +169,18 @@ def _write_shard(table, info: SourceInfo, out: Path, name: str, lo: int, hi: int
     classes: dict[int, int] = {}
     tmp = out / f".{name}.{os.getpid()}.partial"
     digest = hashlib.sha256()
+    records = []
+    for offset, (encoded, target, moments) in enumerate(ds.as_numpy_iterator()):
+        records.append(_example(int(members[offset]), encoded, target, segmentation))
+        sums += moments[0]
+        squares += moments[1]
+        pixels += int(moments[2][0])
+        if not segmentation:
+            classes[int(target)] = classes.get(int(target), 0) + 1
     try:
         with tf.io.TFRecordWriter(str(tmp)) as writer:
-            for offset, (encoded, target, moments) in enumerate(ds.as_numpy_iterator()):
-                writer.write(_example(lo + offset, encoded, target, segmentation))
-                sums += moments[0]
-                squares += moments[1]
-                pixels += int(moments[2][0])
-                if not segmentation:
-                    classes[int(target)] = classes.get(int(target), 0) + 1
+            for i in np.random.default_rng([ORDER_SEED, index]).permutation(len(records)):
+                writer.write(records[i])
         with open(tmp, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
@@ -181,7 +189,7 @@ def _write_shard(table, info: SourceInfo, out: Path, name: str, lo: int, hi: int
     finally:
         if tmp.exists():
             tmp.unlink()
-    done = {"file": name, "first": lo, "examples": hi - lo, "bytes": (out / name).stat().st_size,
+    done = {"file": name, "examples": len(members), "bytes": (out / name).stat().st_size,
             "sha256": digest.hexdigest(), "pixel_sum": sums.tolist(), "pixel_sum_sq": squares.tolist(),
             "pixels": pixels, "class_counts": {str(k): v for k, v in sorted(classes.items())}}  # fmt: skip
     write_json_atomic(out / _done_name(name), done)
@@ -230,7 +238,8 @@ def _metadata(request: dict, info: SourceInfo, per_split: dict) -> dict:
                 counts[k] = counts.get(k, 0) + v
         splits[split] = {
             "num_examples": entry["num_examples"],
-            "shards": [{k: s[k] for k in ("file", "first", "examples", "bytes", "sha256")} for s in shards],
+            "shards": [{k: s[k] for k in ("file", "examples", "bytes", "sha256")} for s in shards],
+            "order": f"{split}-order.npy",
             "class_counts": dict(sorted(counts.items(), key=lambda kv: int(kv[0]))),
             "mean": mean.tolist(), "std": std.tolist(),
             "labels": f"{split}-labels.npy" if info.task == "classification" else None,
