@@ -15,9 +15,11 @@ per CPU (ONNX Runtime's default is one per physical core).
 
 Targets on a 2-core CPU: ONNX batch-1 latency at most 0.75x the SavedModel's,
 and SavedModel batch-64 throughput within 5% of the best of the three.
+Prints the machine's float32 matmul GFLOP/s and CPU flags beside the figures.
 
     python benchmarks/inference.py                # 400 calls, 12 batches: about 2 minutes on 2 quiet cores
     python benchmarks/inference.py --quick        # 200 calls, 8 batches: about 1.5 minutes
+    python benchmarks/inference.py --smoke        # seconds: the script works (tiny preset, 5 calls, 2 batches)
     python benchmarks/inference.py --investigate  # adds ORT thread/spinning/optimisation variants, XLA
     python benchmarks/inference.py --json results.json
 """
@@ -42,7 +44,12 @@ import tensorflow as tf
 import keras_skipae as ks
 from keras_skipae import export
 
+from machine import machine
+
 SIGNATURE = export.SIGNATURE_NORMALISED
+PRESET = "allconv-c"
+SMOKE_PRESET = "tiny"  # --smoke: the same exports and runtimes of a few-thousand-parameter model
+
 
 
 def latency_ms(calls: dict, x, n: int, warmup: int) -> dict:
@@ -95,14 +102,14 @@ def ort_session(path: Path, threads: int | None, level: str = "ALL", spinning: b
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def runtimes(kind: str, workdir: Path, threads: int | None, investigate: bool = False) -> dict:
+def runtimes(kind: str, workdir: Path, threads: int | None, investigate: bool = False, preset: str = PRESET) -> dict:
     """name -> callable(x) for the Keras model, the SavedModel signature, the ORT session and LiteRT.
 
     With ``investigate``, variants too: ORT with 1 or 2 threads, without
     spinning, with basic graph optimisations only; the SavedModel's restored
     function called directly; the serving graph compiled with XLA.
     """
-    model = ks.build(kind, "allconv-c")
+    model = ks.build(kind, preset)
     saved = export.saved_model(model, workdir / "savedmodel", name=kind, seed=0)
     onnx_result = export.onnx(model, workdir / "onnx" / f"{kind}.onnx", signature=SIGNATURE, seed=0)
     loaded = tf.saved_model.load(str(saved.path))
@@ -140,13 +147,13 @@ def runtimes(kind: str, workdir: Path, threads: int | None, investigate: bool = 
 
 
 def bench(kind: str, workdir: Path, args) -> list:
-    calls = runtimes(kind, workdir, args.threads, args.investigate)
+    calls = runtimes(kind, workdir, args.threads, args.investigate, args.preset)
     rng = np.random.default_rng(0)
-    arch = ks.build(kind, "allconv-c").arch
+    arch = ks.build(kind, args.preset).arch
     one = export.normalise(rng.integers(0, 256, (1, *arch.input_shape), dtype=np.uint8), arch)
     batch = export.normalise(rng.integers(0, 256, (64, *arch.input_shape), dtype=np.uint8), arch)
     latency = latency_ms(calls, one, args.calls, args.warmup)
-    rates = throughput(calls, batch, args.batches, 3)
+    rates = throughput(calls, batch, args.batches, 1 if args.smoke else 3)
     rows = []
     for name in calls:
         row = {"model": kind, "runtime": name, **latency[name], "images_per_s": rates[name]}
@@ -190,17 +197,21 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="200 batch-1 calls and 8 batches of 64 (about 1.5 minutes)")
     parser.add_argument("--calls", type=int, default=None, help="timed batch-1 calls (at least 200; default 400)")
     parser.add_argument("--batches", type=int, default=None, help="timed batches of 64 (default 12)")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed calls before timing")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed calls before timing (default 20, --smoke 2)")
     parser.add_argument("--threads", type=int, default=None,
                         help="ONNX Runtime intra-op threads and LiteRT threads (default: ORT's choice; one per CPU for LiteRT)")
     parser.add_argument("--kinds", default="autoencoder,classifier", help="comma-separated model kinds")
     parser.add_argument("--investigate", action="store_true",
                         help="add rows for ORT thread/spinning/optimisation variants, the SavedModel function, XLA")
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds, not a measurement: the tiny preset, 5 batch-1 calls, 2 batches of 64, 2 warm-up calls")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and targets to this file")
     args = parser.parse_args(argv)
-    args.calls = args.calls or (200 if args.quick else 400)
-    args.batches = args.batches or (8 if args.quick else 12)
-    if args.calls < 200:
+    args.preset = SMOKE_PRESET if args.smoke else PRESET
+    args.calls = args.calls or (5 if args.smoke else 200 if args.quick else 400)
+    args.batches = args.batches or (2 if args.smoke else 8 if args.quick else 12)
+    args.warmup = args.warmup if args.warmup is not None else (2 if args.smoke else 20)
+    if args.calls < 200 and not args.smoke:
         parser.error("--calls must be at least 200 for a stable median")
 
     from importlib.metadata import version
@@ -211,6 +222,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds.split(","):
             rows += bench(kind.strip(), Path(tmp), args)
+    figures = machine()
+    if args.smoke:
+        print(f"smoke run: figures are not measurements ({args.preset} preset, {args.calls} calls, {args.batches} batches)")
+    print(f"machine: float32 matmul {figures['matmul_gflops']} GFLOP/s, flags {' '.join(figures['cpu_flags'])}")
     print(table(rows))
     print()
     checks = targets(rows)
@@ -218,7 +233,8 @@ def main(argv=None) -> int:
         print(f"{'PASS' if passed else 'MISS'} {description}: {value:.2f}")
     if args.json:
         args.json.write_text(
-            json.dumps({"rows": rows, "targets": [{"target": d, "value": v, "passed": p} for d, v, p in checks]}, indent=2)
+            json.dumps({"smoke": args.smoke, "preset": args.preset, **figures, "rows": rows,
+                        "targets": [{"target": d, "value": v, "passed": p} for d, v, p in checks]}, indent=2)
         )
     return 0
 

@@ -20,22 +20,7 @@ import time
 
 import numpy as np
 
-
-def machine() -> dict:
-    """float32 2048x2048 matmul GFLOP/s under TensorFlow (best of 5) and the CPU's vector flags."""
-    import tensorflow as tf
-
-    a = tf.random.normal((2048, 2048))
-    tf.matmul(a, a).numpy()
-    best = min(_timed(lambda: tf.matmul(a, a).numpy()) for _ in range(5))
-    flags = []
-    try:
-        with open("/proc/cpuinfo") as f:
-            line = next(line for line in f if line.startswith("flags"))
-        flags = sorted({f for f in line.split() if f.startswith(("avx", "amx", "fma"))})
-    except (OSError, StopIteration):
-        pass
-    return {"matmul_gflops": round(2 * 2048**3 / best / 1e9, 1), "cpu_flags": flags}
+from machine import machine
 
 
 def _timed(fn) -> float:

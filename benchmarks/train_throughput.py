@@ -22,13 +22,17 @@ Targets (issue 4): trainer/hand-written >= 0.95 in float32; trainer in
 ``mixed_bfloat16`` >= 1.3x the float32 hand-written figure on CPUs with native
 bfloat16; trainer peak RSS <= 1.2x the hand-written one.
 
+Prints the machine's float32 matmul GFLOP/s and CPU flags beside the figures.
+
     python benchmarks/train_throughput.py --quick          # about 2-3 minutes on 2 cores
     python benchmarks/train_throughput.py --out bench.json # longer, steadier figures
+    python benchmarks/train_throughput.py --smoke          # seconds: the script works (tiny preset, synthetic JPEG zip)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -39,11 +43,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import machine
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_jpg.zip"
 BATCH = 64
+SMOKE_IMAGES = 64  # one batch per epoch
 
 
 def parse_args(argv=None):
@@ -51,22 +58,42 @@ def parse_args(argv=None):
     p.add_argument("--data", default=str(DEFAULT_DATA),
                    help="CIFAR-10 JPEG zip (folder source); synthetic 32x32 images when it does not exist")
     p.add_argument("--images", type=int, default=2048, help="training images per epoch")
-    p.add_argument("--preset", default="allconv-c", help="architecture (the issue's figures use allconv-c)")
+    p.add_argument("--preset", default=None, help="architecture (default allconv-c, the issue's figures; --smoke: tiny)")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per repeat (after one warm-up epoch)")
     p.add_argument("--repeats", type=int, default=3, help="alternating repeats of trainer and hand-written")
     p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "both"], default="both")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--quick", action="store_true", help="512 images, 1 timed epoch, 2 repeats")
+    p.add_argument("--smoke", action="store_true",
+                   help="seconds, not a measurement: the tiny preset on 64 images of a synthetic JPEG zip it writes "
+                        "(not --data), 1 timed epoch, 1 repeat")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--child", choices=["trainer", "handwritten"], help=argparse.SUPPRESS)
     p.add_argument("--child-precision", default="float32", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.smoke and args.data != str(DEFAULT_DATA):
+        p.error("--smoke writes its own synthetic JPEG zip; it takes no --data")
     if args.quick:
         args.images, args.epochs, args.repeats = 512, 1, 2
+    if args.smoke:
+        args.images, args.epochs, args.repeats = SMOKE_IMAGES, 1, 1
+    if args.preset is None:
+        args.preset = "tiny" if args.smoke else "allconv-c"
     return args
 
 
+
 # ------------------------------------------------------------------------------ data
+def write_smoke_zip(directory: str) -> str:
+    """A CIFAR-10-like JPEG zip (10 classes of 32x32 images, train split) of ``SMOKE_IMAGES`` images; its path."""
+    from keras_skipae.data import testing
+
+    classes = [f"class{c}" for c in range(10)]
+    per_class = -(-SMOKE_IMAGES // len(classes))
+    return testing.write_folder_tree(os.path.join(directory, "cifar10_jpg"), per_class, classes=classes, size=(32, 32),
+                                     fmt="jpg", as_zip=True)
+
+
 def load_images(path: str, n: int):
     """``n`` training images as a ``data.load`` dataset (the real zip, or synthetic arrays)."""
     from keras_skipae import data
@@ -201,11 +228,25 @@ def main(argv=None) -> dict:
     if args.child:
         child(args)
         return {}
+    started = time.time()
+    with contextlib.ExitStack() as stack:
+        if args.smoke:  # a fresh clone has no ../shared/data: a tiny JPEG zip, read by the same folder source
+            args.data = write_smoke_zip(stack.enter_context(tempfile.TemporaryDirectory()))
+        result = measure(args, started)
+    if args.smoke:
+        print("smoke run: figures are not measurements")
+    print(f"machine: float32 matmul {result['matmul_gflops']} GFLOP/s, flags {' '.join(result['cpu_flags'])}")
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def measure(args, started: float) -> dict:
     import tensorflow as tf
 
     from keras_skipae.train import cpu_supports_bfloat16
 
-    started = time.time()
     ds, source = load_images(args.data, args.images)
     arch = arch_for(ds, args.preset)
     x = in_memory_tensors(ds, arch)
@@ -237,9 +278,7 @@ def main(argv=None) -> dict:
         result["peak_rss_mib"] = {"trainer/float32": round(trainer_mib), "handwritten/float32": round(hand_mib)}
         result["memory_ratio"] = round(trainer_mib / hand_mib, 3)
     result["seconds"] = round(time.time() - started, 1)
-    print(json.dumps(result, indent=2))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    result.update(machine(), smoke=args.smoke)
     return result
 
 

@@ -1,6 +1,7 @@
 """Benchmarks that cannot rot: each one with a --smoke mode runs here, in seconds."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,11 +9,62 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _smoke(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python benchmarks/<script> --smoke <args>`` from ``cwd`` (no ../shared there), the checkout importable."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", *args],
+                            capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "GFLOP/s" in result.stdout
+    return result
+
+
 def test_online_probe_benchmark_smoke(tmp_path):
     out = tmp_path / "probe.json"
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "online_probe.py"), "--smoke", "--json", str(out)],
-                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "GFLOP/s" in result.stdout and "% of an unprobed epoch" in result.stdout
+    result = _smoke("online_probe.py", "--json", str(out), cwd=tmp_path)
+    assert "% of an unprobed epoch" in result.stdout
     figures = json.loads(out.read_text())
     assert figures["matmul_gflops"] > 0 and figures["probe_seconds"] > 0 and figures["epoch_seconds"] > 0
+
+
+def test_inference_benchmark_smoke(tmp_path):
+    out = tmp_path / "inference.json"
+    result = _smoke("inference.py", "--json", str(out), cwd=tmp_path)
+    assert "smoke run: figures are not measurements" in result.stdout and "| onnxruntime |" in result.stdout
+    figures = json.loads(out.read_text())
+    assert figures["smoke"] and figures["matmul_gflops"] > 0
+    runtimes = {(r["model"], r["runtime"]) for r in figures["rows"]}
+    assert {("autoencoder", "savedmodel"), ("classifier", "onnxruntime"), ("classifier", "litert int8")} <= runtimes
+    assert all(r["median_ms"] > 0 and r["images_per_s"] > 0 for r in figures["rows"])
+    assert len(figures["targets"]) == 4
+
+
+def test_input_pipeline_benchmark_smoke(tmp_path):
+    out = tmp_path / "pipeline.json"
+    result = _smoke("input_pipeline.py", "--json", str(out), cwd=tmp_path)
+    assert "smoke run: figures are not measurements" in result.stdout and "ratio pipeline / training step" in result.stdout
+    figures = json.loads(out.read_text())
+    assert figures["smoke"] and figures["matmul_gflops"] > 0
+    assert figures["cifar10"]["pipeline_images_per_s"] > 0 and figures["train_step_images_per_s"] > 0 and figures["ratio"] > 0
+    assert figures["camvid"]["pipeline_images_per_s"] > 0 and figures["camvid"]["train_step_images_per_s"] > 0
+
+
+def test_train_throughput_benchmark_smoke(tmp_path):
+    out = tmp_path / "train.json"
+    result = _smoke("train_throughput.py", "--out", str(out), cwd=tmp_path)
+    assert "smoke run: figures are not measurements" in result.stdout
+    figures = json.loads(out.read_text())
+    assert figures["smoke"] and figures["matmul_gflops"] > 0 and figures["source"].startswith("folder:")
+    rates = figures["images_per_second"]
+    assert rates["trainer/float32"] > 0 and rates["handwritten/float32"] > 0 and rates["trainer/mixed_bfloat16"] > 0
+    assert figures["ratio_float32"] > 0 and figures["peak_rss_mib"]["trainer/float32"] > 0
+
+
+def test_input_scale_benchmark_smoke(tmp_path):
+    out = tmp_path / "scale.json"
+    result = _smoke("input_scale.py", "--workdir", str(tmp_path / "work"), "--json", str(out), cwd=tmp_path)
+    assert "smoke run: figures are not measurements" in result.stdout and "packed/keras images/s" in result.stdout
+    figures = json.loads(out.read_text())
+    for row in figures["sizes"].values():
+        for method in ("folder", "packed", "keras"):
+            assert row[method]["first_batch_s"] > 0 and row[method]["images_per_s"] > 0 and row[method]["peak_rss_mb"] > 0

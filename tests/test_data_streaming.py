@@ -9,7 +9,7 @@ from PIL import Image
 
 from keras_skipae import data
 from keras_skipae.data import DataError
-from keras_skipae.data.headers import _from_bytes, header_shape, stream_above
+from keras_skipae.data.headers import _from_bytes, stream_above
 from keras_skipae.data.testing import write_folder_tree
 
 

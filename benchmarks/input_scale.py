@@ -1,0 +1,175 @@
+"""Input at scale: folder:, packed: and Keras's image_dataset_from_directory on 10k-300k JPEGs, side by side.
+
+For each size, synthetic 96x96 JPEG sets (10 classes; 1,000 distinct images
+written under many names, so decoding costs what real files cost) are read
+three ways, each in a fresh process so that its peak memory is its own:
+
+- ``folder``: ``data.load("folder:DIR")`` (decoded at load up to
+  ``stream_above`` files, headers only above it) into ``pretrain_pipeline``;
+- ``packed``: ``data.pack`` once (timed apart), then ``data.load("packed:DIR")``
+  into ``pretrain_pipeline``;
+- ``keras``: ``keras.utils.image_dataset_from_directory`` with the same
+  batch size, scaled to [0, 1].
+
+Each reports the seconds from the load call to the first batch, images per
+second over the next 50 batches of 64, and the process's peak resident
+memory. Prints the machine's float32 matmul GFLOP/s and CPU flags beside the
+figures; ``--json`` writes them.
+
+    python benchmarks/input_scale.py                        # 10k, 100k, 300k (minutes, about 8 GB of disk)
+    python benchmarks/input_scale.py --sizes 10000,100000
+    python benchmarks/input_scale.py --smoke                # seconds: the script works (not a measurement)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from machine import machine
+
+METHODS = ("folder", "packed", "keras")
+CLASSES = 10
+
+
+def make_set(root: Path, n: int, pool: list) -> Path:
+    """``root/train/cNN/i.jpg``: n files, the pool's images under many names (written once, then kept)."""
+    done = root / ".complete"
+    if done.exists():
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    for c in range(CLASSES):
+        (root / "train" / f"c{c:02d}").mkdir(parents=True)
+    for i in range(n):
+        (root / "train" / f"c{i % CLASSES:02d}" / f"{i:07d}.jpg").write_bytes(pool[i % len(pool)])
+    done.write_text(str(n))
+    return root
+
+
+def jpeg_pool(count: int, size: int = 96) -> list:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    pool = []
+    for _ in range(count):
+        a, b, c = rng.random(3) * 6
+        base = np.stack([np.sin(a * xx + b * yy), np.cos(b * xx - c * yy), np.sin(c * xx * yy + a)], -1)
+        image = ((base * 0.4 + 0.5) * 255 + rng.normal(0, 12, base.shape)).clip(0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, "JPEG", quality=90)
+        pool.append(buf.getvalue())
+    return pool
+
+
+def child(method: str, directory: str, batches: int, batch_size: int) -> dict:
+    """One measurement, in this (fresh) process."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    start = time.perf_counter()
+    if method == "keras":
+        import keras
+
+        ds = keras.utils.image_dataset_from_directory(directory, labels=None, image_size=(96, 96),
+                                                      batch_size=batch_size, shuffle=True, seed=0, verbose=False)
+        ds = ds.map(lambda x: (x / 255.0, x / 255.0), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    else:
+        from keras_skipae import data
+        from keras_skipae.models import resolve_arch
+
+        source = f"{'packed' if method == 'packed' else 'folder'}:{directory}"
+        loaded = data.load(source, "train")
+        arch = resolve_arch("tiny", input_shape=(96, 96, 3))
+        ds = data.pretrain_pipeline(loaded, arch, batch_size, training=True, seed=0, cache=False)
+    iterator = iter(ds)
+    next(iterator)
+    first = time.perf_counter() - start
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    seconds = time.perf_counter() - t0
+    return {"first_batch_s": round(first, 2), "images_per_s": round(batches * batch_size / seconds, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def measure(method: str, directory: Path, batches: int, batch_size: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", method, "--dir", str(directory), "--batches", str(batches),
+                          "--batch-size", str(batch_size)], capture_output=True, text=True, timeout=3600)  # fmt: skip
+    if out.returncode != 0:
+        raise SystemExit(f"{method} on {directory} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def pack(folder: Path, out: Path) -> float:
+    code = ("import sys; from keras_skipae import data; "
+            "data.pack('folder:' + sys.argv[1], sys.argv[2], shard_size=2048)")  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code, str(folder), str(out)], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "SKIPAE_PROGRESS": "0"}, timeout=7200)
+    if done.returncode != 0:
+        raise SystemExit(f"packing {folder} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,300000", help="comma-separated image counts")
+    parser.add_argument("--batches", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workdir", default="/tmp/skipae_input_scale", help="where the image sets and packs go (kept)")
+    parser.add_argument("--smoke", action="store_true", help="seconds: 300 images, 3 batches (not a measurement)")
+    parser.add_argument("--json", default=None, help="write the figures to this file")
+    parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--dir", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.dir, args.batches, args.batch_size)))
+        return {}
+    sizes = [300] if args.smoke else [int(s) for s in args.sizes.split(",")]
+    batches = 3 if args.smoke else args.batches
+    work = Path(args.workdir if not args.smoke else args.workdir + "_smoke")
+    figures = {**machine(), "batches": batches, "batch_size": args.batch_size, "sizes": {}}
+    print(f"machine: float32 matmul {figures['matmul_gflops']} GFLOP/s, CPU flags {' '.join(figures['cpu_flags'])}")
+    if args.smoke:
+        print("smoke run: figures are not measurements")
+    pool = jpeg_pool(50 if args.smoke else 1000)
+    print(f"{'images':>8} {'method':>7} {'first batch s':>14} {'images/s':>9} {'peak MB':>8}")
+    for n in sizes:
+        folder = make_set(work / f"jpeg_{n}", n, pool)
+        packed = work / f"packed_{n}"
+        pack_s = None
+        if not (packed / "metadata.json").exists():
+            pack_s = pack(folder, packed)
+        row = {"pack_s": None if pack_s is None else round(pack_s, 1)}
+        for method in METHODS:
+            row[method] = measure(method, packed if method == "packed" else folder / "train" if method == "keras"
+                                  else folder, batches, args.batch_size)  # fmt: skip
+            r = row[method]
+            print(f"{n:>8} {method:>7} {r['first_batch_s']:>14} {r['images_per_s']:>9} {r['peak_rss_mb']:>8}")
+        row["packed_vs_keras_throughput"] = round(row["packed"]["images_per_s"] / row["keras"]["images_per_s"], 2)
+        row["folder_vs_keras_first_batch"] = round(row["folder"]["first_batch_s"] / row["keras"]["first_batch_s"], 2)
+        print(f"{n:>8} packed/keras images/s {row['packed_vs_keras_throughput']}x, folder/keras first batch "
+              f"{row['folder_vs_keras_first_batch']}x" + (f", packing took {row['pack_s']} s" if pack_s else ""))
+        figures["sizes"][str(n)] = row
+    first, last = str(sizes[0]), str(sizes[-1])
+    growth = figures["sizes"][last]["packed"]["peak_rss_mb"] / figures["sizes"][first]["packed"]["peak_rss_mb"] - 1
+    figures["packed_memory_growth"] = round(growth, 3)
+    print(f"packed peak memory from {first} to {last} images: {growth:+.1%}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+if __name__ == "__main__":
+    main()
