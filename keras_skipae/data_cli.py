@@ -63,8 +63,9 @@ def data_pack_cmd(source, out, splits, shard_size, data_dir, ignore_label, label
         size = sum(s["bytes"] for s in entry["shards"])
         click.echo(f"{split}: {entry['num_examples']} examples in {len(entry['shards'])} shard(s), "
                    f"{size / 1e6:.1f} MB")  # fmt: skip
-    if meta["skipped_files"]:
-        click.echo(f"left out {len(meta['skipped_files'])} unreadable file(s), listed in {out}/metadata.json")
+    skipped = sum(len(entry["skipped_files"]) for entry in meta["splits"].values())
+    if skipped:
+        click.echo(f"left out {skipped} unreadable file(s), listed in {out}/metadata.json")
     click.echo(f"read it as packed:{out}")
 
 

@@ -97,9 +97,24 @@ def test_a_rerun_is_a_no_op_another_request_is_refused_and_overwrite_replaces(tm
     assert len(data.pack(source, tmp_path / "out", shard_size=5)["splits"]["train"]["shards"]) == 5
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    with pytest.raises(DataError, match="not empty and holds no pack"):
-        data.pack(source, tmp_path / "other")
+    for overwrite in (False, True):  # overwrite replaces an earlier pack, never a folder of something else
+        with pytest.raises(DataError, match="not empty and holds no pack"):
+            data.pack(source, tmp_path / "other", overwrite=overwrite)
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+    with pytest.raises(DataError, match="overlap"):
+        data.pack(source, tmp_path / "src" / "packed")
+    with pytest.raises(DataError, match="pack whole splits"):
+        data.pack(source, tmp_path / "sliced", splits=("train[:50%]",))
+
+
+def test_a_resumed_pack_of_a_changed_source_is_refused(tmp_path):
+    source = _folder(tmp_path / "src")
+    out = tmp_path / "out"
+    data.pack(source, out, shard_size=8)
+    (out / "metadata.json").unlink()  # as if killed before the end
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(tmp_path / "src" / "train" / "a" / "new.png")
+    with pytest.raises(DataError, match="changed since this pack began \\(21 examples then, 22 now"):
+        data.pack(source, out, shard_size=8)
 
 
 def test_a_reader_refuses_an_unfinished_pack_and_a_truncated_shard(tmp_path):
@@ -169,8 +184,14 @@ def test_fewer_shards_than_workers_is_refused_by_name(tmp_path):
     data.pack(_folder(tmp_path / "src"), tmp_path / "out", shard_size=16)
     ds = data.load(f"packed:{tmp_path / 'out'}", "train")
     check_shards_for_workers(ds, 2)
-    with pytest.raises(DataError, match="2 shard\\(s\\) for 4 workers.*--shard-size"):
-        check_shards_for_workers(data.split(ds, val_fraction=0.2).unlabelled, 4)
+    with pytest.raises(DataError, match="reads 2 shard\\(s\\) for 4 workers.*--shard-size"):
+        check_shards_for_workers(data.split(ds, val_fraction=0.2).labelled, 4)
+    nested = data.sample(data.split(ds, val_fraction=0.2).labelled, 3, seed=0)  # a subset of a subset
+    with pytest.raises(DataError, match="for 4 workers"):
+        check_shards_for_workers(nested, 4)
+    data.pack(_folder(tmp_path / "src3"), tmp_path / "out3", shard_size=8)  # 21 examples: 3 shards
+    with pytest.warns(UserWarning, match="reads 3 shards for 2 workers: some workers read one more shard"):
+        check_shards_for_workers(data.load(f"packed:{tmp_path / 'out3'}", "train"), 2)
 
 
 WORKER = textwrap.dedent("""

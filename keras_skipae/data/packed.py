@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from .info import DataError, SourceInfo, attach_info, info_of
+from .info import DataError, SourceInfo, attach_info, info_of, warn
 from .slices import parse_split, slice_indices
 from .tables import SubsetTable
 
@@ -68,15 +68,15 @@ def load_packed(path: str, split: str, source: str, **opts) -> tf.data.Dataset:
     labels = np.load(folder / entry["labels"]) if entry.get("labels") else None
     table = PackedTable(folder, metadata, base, labels)
     idx = slice_indices(table.num_examples, spec, split)
-    shape = metadata["image_shape"]
+    shape = entry["image_shape"]
     n = int(entry["num_examples"])
     info = SourceInfo(
         name=metadata["name"], task=metadata["task"], num_classes=int(metadata["num_classes"]),
-        class_names=tuple(metadata["class_names"]), channels=int(metadata["channels"]),
+        class_names=tuple(metadata["class_names"]), channels=int(entry["channels"]),
         image_shape=tuple(shape) if shape else None, num_examples=len(idx), ignore_label=metadata["ignore_label"],
-        skipped=len(metadata["skipped_files"]), skipped_files=tuple(metadata["skipped_files"]), source=source,
+        skipped=len(entry["skipped_files"]), skipped_files=tuple(entry["skipped_files"]), source=source,
         split=split, label_map={int(k): v for k, v in metadata["label_map"].items()} if metadata["label_map"] else None,
-        notes=tuple(metadata["notes"]),
+        notes=tuple(entry["notes"]),
         pixel_stats=(n, tuple(entry["mean"]), tuple(entry["std"])) if len(idx) == n else None,
     )  # fmt: skip
     ds = table.dataset(None if len(idx) == n else idx)
@@ -112,14 +112,18 @@ class PackedTable:
         self.folder = folder
         self.shards = entry["shards"]
         self.task = metadata["task"]
-        self.channels = int(metadata["channels"])
-        shape = metadata["image_shape"]
+        self.channels = int(entry["channels"])
+        shape = entry["image_shape"]
         self.image_shape = tuple(shape[:2]) if shape else (None, None)
         self.num_examples = int(entry["num_examples"])
         self._labels = labels
         # the shard holding each example: shard s holds order[s * size:(s + 1) * size] (see data.packing)
         order = np.load(folder / entry["order"])
         bounds = np.cumsum([0] + [s["examples"] for s in self.shards])
+        if bounds[-1] != self.num_examples or len(order) != self.num_examples or not np.array_equal(
+                np.sort(order), np.arange(self.num_examples)):  # fmt: skip
+            raise DataError(f"packed:{folder} [{split}]: its shards and {entry['order']} do not account for each of "
+                            f"its {self.num_examples} examples once; pack the source again")  # fmt: skip
         self.shard_of = np.empty(self.num_examples, dtype=np.int64)
         for s in range(len(self.shards)):
             self.shard_of[order[bounds[s]:bounds[s + 1]]] = s
@@ -132,12 +136,14 @@ class PackedTable:
         return [str(self.folder / s["file"]) for s in self.shards]
 
     def dataset(self, indices: np.ndarray | None = None) -> tf.data.Dataset:
-        """All examples, or those at ``indices``, in the order they were packed, with a known cardinality.
+        """All examples, or those at ``indices``, with a known cardinality.
 
-        Shards are interleaved in parallel, each read whole in turn; the packed
-        order is already shuffled (seeded, when packing). The file list is the
-        dataset's source, so tf.distribute's FILE auto-sharding gives each
-        worker its own shards.
+        The shard files are listed in a seeded order reshuffled at each pass
+        and read in parallel, eight at a time, one example from each in turn;
+        each shard holds a seeded random subset in random order (see
+        :mod:`~keras_skipae.data.packing`), so a stream is mixed before any
+        shuffle buffer. The file list is the dataset's source, so
+        tf.distribute's FILE auto-sharding gives each worker its own shards.
         """
         shards = self.shards
         keep = None
@@ -148,11 +154,9 @@ class PackedTable:
             wanted = set(np.unique(self.shard_of[indices]).tolist())
             shards = [s for i, s in enumerate(shards) if i in wanted]
         files = [str(self.folder / s["file"]) for s in shards] or [str(self.folder / self.shards[0]["file"])]
-        block = max((s["examples"] for s in shards), default=1)
-        ds = tf.data.Dataset.from_tensor_slices(files).interleave(
-            tf.data.TFRecordDataset, cycle_length=max(1, min(len(files), 8)), block_length=block,
-            num_parallel_calls=AUTOTUNE, deterministic=True,
-        )  # fmt: skip
+        ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=0, reshuffle_each_iteration=True)
+        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(len(files), 8)), block_length=1,
+                           num_parallel_calls=AUTOTUNE, deterministic=True)  # fmt: skip
         parse = self._parser()
         if keep is not None:
             keep_t = tf.constant(keep)
@@ -189,14 +193,38 @@ class PackedTable:
         return parse
 
 
-def check_shards_for_workers(ds, num_workers: int, where: str = "the training data") -> None:
-    """Refuse a packed dataset with fewer shards than workers (FILE sharding would leave a worker idle)."""
-    info = info_of(ds)
+def shards_read(ds) -> tuple[PackedTable, int] | None:
+    """The packed table under ``ds`` (a dataset or its :class:`SourceInfo`, through any subsets) and how many
+    of its shards it reads, else None."""
+    info = ds if isinstance(ds, SourceInfo) else info_of(ds)
     table = getattr(info, "table", None) if info is not None else None
-    table = getattr(table, "parent", table)
-    if isinstance(table, PackedTable) and num_workers > 1 and len(table.shards) < num_workers:
+    indices = None
+    while table is not None and not isinstance(table, PackedTable):
+        sub = getattr(table, "indices", None)
+        if sub is None:
+            return None
+        indices = sub if indices is None else sub[indices]
+        table = getattr(table, "parent", None)
+    if table is None:
+        return None
+    count = len(table.shards) if indices is None else len(np.unique(table.shard_of[indices]))
+    return table, count
+
+
+def check_shards_for_workers(ds, num_workers: int, where: str = "the training data") -> None:
+    """Refuse packed data with fewer shards than workers (each worker reads whole shards: one would have none);
+    warn when the shards do not divide evenly (workers then see different numbers of examples)."""
+    found = shards_read(ds) if num_workers > 1 else None
+    if found is None:
+        return
+    table, count = found
+    source = info_of(ds).source
+    if count < num_workers:
         raise DataError(
-            f"{where} ({info.source}) has {len(table.shards)} shard(s) for {num_workers} workers: each worker reads "
-            f"whole shards; pack it again with a smaller shard size (skipae data pack --shard-size "
+            f"{where} ({source}) reads {count} shard(s) for {num_workers} workers: each worker reads whole shards; "
+            f"pack it again with a smaller shard size (skipae data pack --shard-size "
             f"{max(1, table.num_examples // (num_workers * 4))})"
         )
+    if count % num_workers:
+        warn(f"{where} ({source}) reads {count} shards for {num_workers} workers: some workers read one more shard "
+             "than others; for equal steps per worker give a number of shards that the workers divide")  # fmt: skip

@@ -38,7 +38,9 @@ from ..atomic import write_json_atomic
 from ..progress import Progress
 from .info import DataError, SourceInfo
 from .packed import FORMAT, METADATA, REQUEST, read_metadata
+from .slices import parse_split
 from .sources import load
+from .tables import StreamTable
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHARD_SIZE = 2048
@@ -74,26 +76,40 @@ def pack(source, out: str | os.PathLike, *, splits=("train",), shard_size: int =
         raise DataError(f"shard_size={shard_size!r}; expected a positive number of examples per shard")
     if not isinstance(source, str):
         raise DataError("pack reads a source string (folder:PATH, tfds:NAME, ...); in-memory arrays need no packing")
+    for split in splits:
+        if parse_split(split)[1] is not None:
+            raise DataError(f"split {split!r}: pack whole splits; slice when loading (packed:OUT with {split!r})")
     out = Path(out)
+    _refuse_inside_source(source, out)
     request = {"format": FORMAT, "source": source, "splits": list(splits), "shard_size": int(shard_size),
                "options": {k: v for k, v in sorted(load_options.items()) if v is not None}}  # fmt: skip
     request = json.loads(json.dumps(request, default=str))
     _prepare_folder(out, request, overwrite)
     if (out / METADATA).is_file():
         return read_metadata(out)
+    for stale in out.glob(".*.partial"):  # a killed pack's unfinished shard: never renamed, never read
+        stale.unlink()
     per_split = {}
-    common = None
     for split in splits:
-        ds = load(source, split, **load_options)
-        info = ds.info
-        per_split[split] = _pack_split(info, out, split, int(shard_size))
-        common = common or info
-    metadata = _metadata(request, common, per_split)
-    for split, entry in per_split.items():
+        info = load(source, split, **load_options).info
+        _check_same_source(out, split, info)
+        per_split[split] = (info, _pack_split(info, out, split, int(shard_size)))
+    metadata = _metadata(request, per_split)
+    for split, (_, entry) in per_split.items():
         for shard in entry["shards"]:
             (out / _done_name(shard["file"])).unlink(missing_ok=True)
     write_json_atomic(out / METADATA, metadata)
     return metadata
+
+
+def _refuse_inside_source(source: str, out: Path) -> None:
+    """Packing into the source's own folder (or above it) could read its own shards, or overwrite the source."""
+    rest = source.partition(":")[2]
+    if not rest or source.startswith(("tfds:", "idx:")) and not os.path.isdir(rest):
+        return
+    src, dst = Path(os.path.expanduser(rest)).resolve(), out.resolve()
+    if dst == src or src in dst.parents or dst in src.parents:
+        raise DataError(f"cannot pack {source} into {out}: the two overlap; give a folder outside the source")
 
 
 def _prepare_folder(out: Path, request: dict, overwrite: bool) -> None:
@@ -110,13 +126,41 @@ def _prepare_folder(out: Path, request: dict, overwrite: bool) -> None:
                 f"shard_size {previous.get('shard_size')}); give another folder, or overwrite=True "
                 "(skipae data pack --overwrite) to replace it"
             )
-        shutil.rmtree(out)
+        shutil.rmtree(out)  # only ever a pack: a folder holding pack.json
     elif out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise DataError(f"{out} is not empty and holds no pack; give an empty or new folder")
-        shutil.rmtree(out)
+        raise DataError(f"{out} is not empty and holds no pack; give an empty or new folder (overwrite replaces "
+                        "only an earlier pack)")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(asked, request)
+
+
+def _fingerprint(info: SourceInfo) -> dict:
+    """What identifies the examples a split read: their count, labels and (for files) names, hashed."""
+    table = info.table
+    digest = hashlib.sha256(str(info.num_examples).encode())
+    labels = table.labels()
+    if labels is not None:
+        digest.update(np.asarray(labels, np.int64).tobytes())
+    refs = getattr(table, "refs", None)
+    if refs is not None and len(refs) and isinstance(refs[0], str):
+        digest.update("\n".join(refs).encode())
+    return {"num_examples": int(info.num_examples or 0), "sha256": digest.hexdigest()}
+
+
+def _check_same_source(out: Path, split: str, info: SourceInfo) -> None:
+    """A resumed pack must read what the killed one read: else its finished shards are of other data."""
+    record = out / f".{split}.source.json"
+    now = _fingerprint(info)
+    if record.is_file():
+        before = json.loads(record.read_text())
+        if before != now:
+            raise DataError(
+                f"{out}: split {split!r} of the source changed since this pack began ({before['num_examples']} "
+                f"examples then, {now['num_examples']} now, or other files or labels); pack it again with "
+                "overwrite=True (skipae data pack --overwrite)"
+            )
+        return
+    write_json_atomic(record, now)
 
 
 def _pack_split(info: SourceInfo, out: Path, split: str, shard_size: int) -> dict:
@@ -125,6 +169,9 @@ def _pack_split(info: SourceInfo, out: Path, split: str, shard_size: int) -> dic
     table = info.table
     if table is None:  # pragma: no cover - every source of load() carries a table
         raise DataError(f"{info.source} [{split}] cannot be read by index; it cannot be packed")
+    if info.task == "segmentation" and info.ignore_label is not None and not 0 <= info.ignore_label <= 65535:
+        raise DataError(f"{info.source}: ignore_label={info.ignore_label}; packed masks hold class ids 0..65535: "
+                        "remap it with label_map (e.g. {-1: 255}) and ignore_label=255")  # fmt: skip
     labels = table.labels()
     if labels is not None:
         np.save(out / f"{split}-labels.npy", np.asarray(labels, dtype=np.int32))
@@ -138,16 +185,21 @@ def _pack_split(info: SourceInfo, out: Path, split: str, shard_size: int) -> dic
         for index in range(count):
             lo, hi = index * shard_size, min(n, (index + 1) * shard_size)
             name = shard_name(split, index, count)
-            done = _finished_shard(out, name)
+            members = np.sort(order[lo:hi])
+            done = _finished_shard(out, name, members)
             if done is None:
-                done = _write_shard(table, info, out, name, np.sort(order[lo:hi]), index)
+                done = _write_shard(table, info, out, name, members, index)
             shards.append(done)
             bar.update(hi - lo)
     return {"num_examples": n, "shards": shards}
 
 
-def _finished_shard(out: Path, name: str) -> dict | None:
-    """The record of a shard written completely by an earlier (perhaps killed) pack, else None."""
+def _members_sha(members: np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(members, np.int64).tobytes()).hexdigest()
+
+
+def _finished_shard(out: Path, name: str, members: np.ndarray) -> dict | None:
+    """The record of a shard of these examples written completely by an earlier (perhaps killed) pack, else None."""
     record = out / _done_name(name)
     if not record.is_file() or not (out / name).is_file():
         return None
@@ -155,32 +207,40 @@ def _finished_shard(out: Path, name: str) -> dict | None:
         done = json.loads(record.read_text())
     except (OSError, ValueError):
         return None
-    return done if done.get("bytes") == (out / name).stat().st_size else None
+    same = done.get("members") == _members_sha(members) and done.get("bytes") == (out / name).stat().st_size
+    return done if same else None
 
 
 def _write_shard(table, info: SourceInfo, out: Path, name: str, members: np.ndarray, index: int) -> dict:
     segmentation = info.task == "segmentation"
     channels = int(info.channels)
-    ds = table.dataset(members)
-    ds = ds.map(_encoder(segmentation), num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
     sums = np.zeros(channels)
     squares = np.zeros(channels)
     pixels = 0
     classes: dict[int, int] = {}
     tmp = out / f".{name}.{os.getpid()}.partial"
     digest = hashlib.sha256()
-    records = []
-    for offset, (encoded, target, moments) in enumerate(ds.as_numpy_iterator()):
-        records.append(_example(int(members[offset]), encoded, target, segmentation))
-        sums += moments[0]
-        squares += moments[1]
-        pixels += int(moments[2][0])
-        if not segmentation:
-            classes[int(target)] = classes.get(int(target), 0) + 1
+    # written in a seeded random order; tables read by index stream in that order, others are held per shard
+    shuffled = members[np.random.default_rng([ORDER_SEED, index]).permutation(len(members))]
+    by_index = not isinstance(table, StreamTable)
+    ds = table.dataset(shuffled if by_index else members)
+    ds = ds.map(_encoder(segmentation), num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+    held = {}
     try:
         with tf.io.TFRecordWriter(str(tmp)) as writer:
-            for i in np.random.default_rng([ORDER_SEED, index]).permutation(len(records)):
-                writer.write(records[i])
+            for offset, (encoded, target, moments) in enumerate(ds.as_numpy_iterator()):
+                record = _example(int((shuffled if by_index else members)[offset]), encoded, target, segmentation)
+                if by_index:
+                    writer.write(record)
+                else:
+                    held[int(members[offset])] = record
+                sums += moments[0]
+                squares += moments[1]
+                pixels += int(moments[2][0])
+                if not segmentation:
+                    classes[int(target)] = classes.get(int(target), 0) + 1
+            for i in shuffled if not by_index else ():
+                writer.write(held.pop(int(i)))
         with open(tmp, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
@@ -189,7 +249,7 @@ def _write_shard(table, info: SourceInfo, out: Path, name: str, members: np.ndar
     finally:
         if tmp.exists():
             tmp.unlink()
-    done = {"file": name, "examples": len(members), "bytes": (out / name).stat().st_size,
+    done = {"file": name, "examples": len(members), "members": _members_sha(members), "bytes": (out / name).stat().st_size,
             "sha256": digest.hexdigest(), "pixel_sum": sums.tolist(), "pixel_sum_sq": squares.tolist(),
             "pixels": pixels, "class_counts": {str(k): v for k, v in sorted(classes.items())}}  # fmt: skip
     write_json_atomic(out / _done_name(name), done)
@@ -223,9 +283,9 @@ def _example(index: int, encoded: bytes, target, segmentation: bool) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
-def _metadata(request: dict, info: SourceInfo, per_split: dict) -> dict:
+def _metadata(request: dict, per_split: dict) -> dict:
     splits = {}
-    for split, entry in per_split.items():
+    for split, (info, entry) in per_split.items():
         shards = entry["shards"]
         pixels = sum(s["pixels"] for s in shards)
         sums = np.sum([s["pixel_sum"] for s in shards], axis=0) if shards else np.zeros(info.channels)
@@ -238,12 +298,17 @@ def _metadata(request: dict, info: SourceInfo, per_split: dict) -> dict:
                 counts[k] = counts.get(k, 0) + v
         splits[split] = {
             "num_examples": entry["num_examples"],
+            "channels": info.channels,
+            "image_shape": list(info.image_shape) if info.image_shape else None,
             "shards": [{k: s[k] for k in ("file", "examples", "bytes", "sha256")} for s in shards],
             "order": f"{split}-order.npy",
             "class_counts": dict(sorted(counts.items(), key=lambda kv: int(kv[0]))),
             "mean": mean.tolist(), "std": std.tolist(),
             "labels": f"{split}-labels.npy" if info.task == "classification" else None,
+            "skipped_files": list(info.skipped_files),
+            "notes": list(info.notes),
         }  # fmt: skip
+    info = next(iter(per_split.values()))[0]
     return {
         "format": FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -253,14 +318,10 @@ def _metadata(request: dict, info: SourceInfo, per_split: dict) -> dict:
         "task": info.task,
         "num_classes": info.num_classes,
         "class_names": list(info.class_names),
-        "channels": info.channels,
-        "image_shape": list(info.image_shape) if info.image_shape else None,
         "ignore_label": info.ignore_label,
         "label_map": {str(k): v for k, v in (info.label_map or {}).items()} or None,
         "palette": None if info.palette is None else repr(info.palette),
         "encoding": "png",
-        "skipped_files": list(info.skipped_files),
-        "notes": list(info.notes),
         "checked": ["every image decoded with its shape and channels",
                     "labels or mask values within the classes (after label_map and palette)"],
         "splits": splits,

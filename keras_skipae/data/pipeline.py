@@ -21,7 +21,7 @@ from ..arch import Arch
 from ..choices import CORRUPTION_MODES
 from . import transforms as T
 from .info import DataError, info_of
-from .packed import PackedTable
+from .packed import shards_read
 
 AUTOTUNE = tf.data.AUTOTUNE
 SHUFFLE_BUFFER_BYTES = 512 * 1024**2
@@ -304,9 +304,8 @@ def _buffer(ds, info) -> int:
     n = info.num_examples if info is not None and info.num_examples else None
     shape = info.image_shape if info is not None else None
     per = int(shape[0] * shape[1] * shape[2]) if shape else 256 * 256 * 3
-    table = getattr(info, "table", None)
     # packed data is shuffled when packed: a smaller buffer mixes it, and memory does not grow with the set
-    packed = isinstance(getattr(table, "parent", table), PackedTable)
+    packed = info is not None and shards_read(info) is not None
     cap = max(1024, (PACKED_SHUFFLE_BUFFER_BYTES if packed else SHUFFLE_BUFFER_BYTES) // max(per, 1))
     return min(n, cap) if n else cap
 
