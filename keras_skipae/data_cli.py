@@ -44,11 +44,13 @@ def _label_map(label_map: str | None) -> dict | None:
 @click.option("--masks", default=None, help="segfolder: mask name pattern.")
 @click.option("--root", default=None, help="seglist: where the list's paths start.")
 @click.option("--palette", default=None, help="Colour-coded masks: a palette file.")
+@click.option("--num-classes", type=int, default=None, help="Number of classes (default: inferred).")
+@click.option("--max-image-pixels", type=int, default=None, help="Refuse larger images (default 64 megapixels).")
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True,
               help="Unreadable image files: stop, or leave them out (their names are recorded).")
-@click.option("--overwrite", is_flag=True, help="Replace a pack of another request in OUT.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier pack of another request in OUT.")
 def data_pack_cmd(source, out, splits, shard_size, data_dir, ignore_label, label_map, images, masks, root, palette,
-                  on_error, overwrite):  # fmt: skip
+                  num_classes, max_image_pixels, on_error, overwrite):  # fmt: skip
     """Pack SOURCE into sharded TFRecord files in OUT, read back as packed:OUT.
 
     Every image is decoded and checked once, here. Rerun the same command after
@@ -58,7 +60,8 @@ def data_pack_cmd(source, out, splits, shard_size, data_dir, ignore_label, label
 
     meta = data.pack(source, out, splits=splits, shard_size=shard_size, overwrite=overwrite, data_dir=data_dir,
                      ignore_label=ignore_label, label_map=_label_map(label_map), images=images, masks=masks,
-                     root=root, palette=palette, on_error=on_error)  # fmt: skip
+                     root=root, palette=palette, num_classes=num_classes, max_image_pixels=max_image_pixels,
+                     on_error=on_error)  # fmt: skip
     for split, entry in meta["splits"].items():
         size = sum(s["bytes"] for s in entry["shards"])
         click.echo(f"{split}: {entry['num_examples']} examples in {len(entry['shards'])} shard(s), "
