@@ -232,13 +232,30 @@ def test_recover_cleans_what_killed_exports_left(tmp_path, capsys):
         (models_dir / f".old-1-{dead_pid}-0123abcd").mkdir()             # killed between "1 -> backup" and "new -> 1"
         (models_dir / f".old-2-{dead_pid}-0123abcd").mkdir()             # killed before deleting the backup of 2
         (models_dir / ".tmp-5-89abcdef").mkdir()                        # staging named before pids were in names
+        (models_dir / f".tmp-6-0123abcd.p{dead_pid}").mkdir()           # today's names: pid last
+        (models_dir / f".tmp-7-0123abcd.p{sleeper.pid}").mkdir()
+        (models_dir / f".old-8-0123abcd.p{dead_pid}").mkdir()
         actions = export.recover(tmp_path / "models")
-        assert len(actions) == 4 and sum("restored" in a for a in actions) == 1
-        assert _versions(models_dir) == sorted(["1", "2", f".tmp-4-{sleeper.pid}-0123abcd"])
+        assert len(actions) == 6 and sum("restored" in a for a in actions) == 2
+        assert _versions(models_dir) == sorted(["1", "2", "8", f".tmp-4-{sleeper.pid}-0123abcd",
+                                                f".tmp-7-0123abcd.p{sleeper.pid}"])
         assert "the staging folder of an export that was killed" in capsys.readouterr().err
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_backup_named_before_pids_whose_name_ends_in_digits_is_not_read_as_a_pid(tmp_path):
+    """``.old-resnet-<N>-1a2b3c4d`` from the format without pids is resnet-<N>'s backup; read as resnet's of process
+    N (dead), it was deleted because resnet exists: resnet-<N> was lost."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    root = tmp_path / "models"
+    (root / "resnet").mkdir(parents=True)
+    backup = root / f".old-resnet-{dead_pid}-0123abcd"
+    (backup / "1").mkdir(parents=True)
+    export.recover(root)
+    assert (root / f"resnet-{dead_pid}" / "1").is_dir() and (root / "resnet").is_dir() and not backup.exists()
 
 
 def test_a_failed_export_leaves_no_empty_name_folder(models, tmp_path, monkeypatch):

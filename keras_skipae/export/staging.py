@@ -49,7 +49,10 @@ from ..atomic import write_json_atomic
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_OWNED = re.compile(r"^\.(tmp|old)-(?P<name>.+)-(?P<pid>\d+)-[0-9a-f]{8}$")  # .tmp-1-4242-1a2b3c4d
+_OWNED = re.compile(r"^\.(tmp|old)-(?P<name>.+)-[0-9a-f]{8}\.p(?P<pid>\d+)$")  # .tmp-1-1a2b3c4d.p4242
+# older names: with the pid before the random part, which a name ending in -<digits> of the format before that
+# (no pid) also matches: .old-model-2-1a2b3c4d is model-2's backup, or model's of process 2 (see _ambiguous_final)
+_OWNED_V1 = re.compile(r"^\.(tmp|old)-(?P<name>.+)-(?P<pid>\d+)-[0-9a-f]{8}$")  # .tmp-1-4242-1a2b3c4d
 _LEGACY = re.compile(r"^\.(tmp|old)-(?P<name>.+)-[0-9a-f]{8}$")  # before the owner's pid was in the name
 JOURNAL_PREFIX = ".commit-"
 CRASH_ENV = "SKIPAE_EXPORT_CRASH_AT"
@@ -81,7 +84,7 @@ def next_version(model_dir: str | os.PathLike) -> int:
 
 def _owned_name(kind: str, final: Path) -> Path:
     """A hidden sibling of ``final`` (not an integer: TF Serving ignores it) naming this process."""
-    return final.with_name(f".{kind}-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    return final.with_name(f".{kind}-{final.name}-{uuid.uuid4().hex[:8]}.p{os.getpid()}")
 
 
 def staging_name(final: Path) -> Path:
@@ -323,16 +326,20 @@ def recover_directory(directory: str | os.PathLike) -> list[str]:
             + (f"moved {', '.join(moved)} into place" if moved else "removed the replaced versions")
         )
     for entry in sorted(directory.iterdir()):
-        owned = _OWNED.match(entry.name)
-        legacy = None if owned else _LEGACY.match(entry.name)
-        match = owned or legacy
-        if match is None or (owned and _alive(int(owned["pid"]))):
+        owned, older, legacy = (pattern.match(entry.name) for pattern in (_OWNED, _OWNED_V1, _LEGACY))
+        if owned is None and legacy is None:
             continue
+        pid = int(owned["pid"]) if owned else int(older["pid"]) if older else 0
+        if pid and _alive(pid):
+            continue  # a running export's (or, for an older name, perhaps one's): left alone
         if entry.name.startswith(".tmp-"):
             remove(entry)
             actions.append(f"removed {entry}, the staging folder of an export that was killed")
             continue
-        final = entry.with_name(match["name"])
+        if owned or not older:
+            final = entry.with_name((owned or legacy)["name"])
+        else:
+            final = _ambiguous_final(entry, older["name"], legacy["name"])
         if final.exists():
             remove(entry)
             actions.append(f"removed {entry}, a replaced version left by an export that was killed")
@@ -342,6 +349,23 @@ def recover_directory(directory: str | os.PathLike) -> list[str]:
     for action in actions:
         notice(action)
     return actions
+
+
+def _ambiguous_final(entry: Path, with_pid: str, without: str) -> Path | None:
+    """Which version a backup named in the older format belongs to: ``.old-model-2-1a2b3c4d`` is model-2's
+    (named before pids were in names) or model's (of process 2).
+
+    Versions are integers: ``.old-2-4242-1a2b3c4d`` is version 2's. Otherwise a backup is restored where
+    its version is missing: the name without the pid when only that one is
+    missing; otherwise the pid reading (the format written last before this one). When both versions exist
+    it is a replaced version's backup either way, and is removed.
+    """
+    a, b = entry.with_name(with_pid), entry.with_name(without)
+    if with_pid.isdigit() and not without.isdigit():  # a TF Serving version (an integer) is what it held
+        return a
+    if a.exists() and not b.exists():
+        return b
+    return a
 
 
 def recover(root: str | os.PathLike) -> list[str]:
