@@ -120,6 +120,9 @@ def test_a_recipe_with_a_joint_stage(tmp_path):
                                  "batch_size": 8, "joint": {"weight": 0.5, "batch_size": 16}}
     recipe["stages"]["joint_scratch"] = {"kind": "finetune", "init": None, "train_on": "labelled", "epochs": 1,
                                          "batch_size": 8, "joint": {"loss": "ladder"}}
+    for plain in ("finetune", "scratch"):  # what this test is not about
+        del recipe["stages"][plain]
+    recipe["summary"] = ["joint", "joint_scratch"]
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     lines = []

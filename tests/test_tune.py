@@ -153,6 +153,7 @@ def test_search_records_both_objectives_and_hparams(tmp_path, monkeypatch):
     assert {"probe_accuracy", "val_reconstruction_loss", "_hparams_/session_start_info"} <= tags
 
 
+@pytest.mark.slow
 def test_bayesian_search_runs_trials(tmp_path):
     config = small_config(algorithm="bayesian", max_trials=3)
     result = tune.search(config, tmp_path / "bayes", arrays=small_arrays())
