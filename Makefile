@@ -59,12 +59,13 @@ docs: install
 	NO_MKDOCS_2_WARNING=1 "$(PY)" -m mkdocs build --strict --quiet --site-dir "$${SITE_DIR:-site}"
 
 # lint, the docs site, then the suite on every core (pytest-xdist), at most 4 workers: each holds its own TensorFlow.
-# The tests marked slow (the kill -9 sweeps, multi-process runs, seeded kills) run in test-slow and test-all.
+# The tests marked slow (kill -9 at every moment, multi-process runs, seeded kills) run in test-slow and test-all;
+# the broad kill sweeps (marked sweep, ~15 min) only with pytest -m sweep tests/test_kill_sweep.py.
 test: lint docs
-	PATH="$(BIN):$$PATH" "$(PY)" -m pytest -q -n auto --maxprocesses=4 -m "not slow" $(PYTEST_ARGS)
+	PATH="$(BIN):$$PATH" "$(PY)" -m pytest -q -n auto --maxprocesses=4 -m "not slow and not sweep" $(PYTEST_ARGS)
 
 test-slow: install
-	PATH="$(BIN):$$PATH" "$(PY)" -m pytest -q -n auto --maxprocesses=4 -m slow $(PYTEST_ARGS)
+	PATH="$(BIN):$$PATH" "$(PY)" -m pytest -q -n auto --maxprocesses=4 -m "slow and not sweep" $(PYTEST_ARGS)
 
 test-all: lint docs
 	PATH="$(BIN):$$PATH" "$(PY)" -m pytest -q -n auto --maxprocesses=4 $(PYTEST_ARGS)
