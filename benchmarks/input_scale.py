@@ -103,12 +103,24 @@ def child(method: str, directory: str, batches: int, batch_size: int) -> dict:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def measure(method: str, directory: Path, batches: int, batch_size: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", method, "--dir", str(directory), "--batches", str(batches),
-                          "--batch-size", str(batch_size)], capture_output=True, text=True, timeout=3600)  # fmt: skip
-    if out.returncode != 0:
-        raise SystemExit(f"{method} on {directory} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def measure(jobs: dict, batches: int, batch_size: int, together: bool) -> dict:
+    """``{method: directory}`` -> ``{method: figures}``, each in its own process; one at a time unless ``together``
+    (the smoke run: its figures are not measurements)."""
+    def start(method, directory):
+        return subprocess.Popen([sys.executable, __file__, "--child", method, "--dir", str(directory), "--batches",
+                                 str(batches), "--batch-size", str(batch_size)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    def finish(method, proc):
+        out, err = proc.communicate(timeout=3600)
+        if proc.returncode != 0:
+            raise SystemExit(f"{method} on {jobs[method]} failed:\n{err[-3000:]}")
+        return json.loads(out.strip().splitlines()[-1])
+
+    if together:
+        procs = {method: start(method, directory) for method, directory in jobs.items()}
+        return {method: finish(method, proc) for method, proc in procs.items()}
+    return {method: finish(method, start(method, directory)) for method, directory in jobs.items()}
 
 
 def pack(folder: Path, out: Path) -> float:
@@ -152,9 +164,9 @@ def main(argv=None) -> dict:
         if not (packed / "metadata.json").exists():
             pack_s = pack(folder, packed)
         row = {"pack_s": None if pack_s is None else round(pack_s, 1)}
+        jobs = {"folder": folder, "packed": packed, "keras": folder / "train"}
+        row.update(measure(jobs, batches, args.batch_size, together=args.smoke))
         for method in METHODS:
-            row[method] = measure(method, packed if method == "packed" else folder / "train" if method == "keras"
-                                  else folder, batches, args.batch_size)  # fmt: skip
             r = row[method]
             print(f"{n:>8} {method:>7} {r['first_batch_s']:>14} {r['images_per_s']:>9} {r['peak_rss_mb']:>8}")
         row["packed_vs_keras_throughput"] = round(row["packed"]["images_per_s"] / row["keras"]["images_per_s"], 2)

@@ -34,3 +34,14 @@ def pytest_configure(config):
     chars = config.option.reportchars or ""
     if not any(c in chars for c in "sSaAN"):
         config.option.reportchars = chars + "s"
+
+
+#: test modules whose tests take tens of seconds (subprocesses, whole recipes, pages of examples): run first,
+#: so that pytest-xdist spreads them over its workers instead of leaving one of them at the end
+LONG_FIRST = ("test_wheel.py", "test_docs_examples.py", "test_benchmarks.py", "test_seeds.py", "test_data_packed.py",
+              "test_joint.py", "test_cli.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    order = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: order.get(item.path.name, len(LONG_FIRST)))

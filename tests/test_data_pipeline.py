@@ -294,6 +294,7 @@ def test_input_pipeline_benchmark_times_the_model_without_its_masking_layer(monk
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "input_pipeline.py"
+    monkeypatch.syspath_prepend(str(path.parent))  # as running the script does: its folder's modules import
     spec = importlib.util.spec_from_file_location("_bench_input_pipeline", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
