@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
 
@@ -40,13 +41,19 @@ def _ids(ds) -> list[int]:
     return sorted(_id(x) for x, _ in ds.as_numpy_iterator())
 
 
-def test_a_packed_folder_reads_back_exactly_with_its_classes_statistics_and_splits(tmp_path):
+@pytest.mark.parametrize("stream_above", [None, 0], ids=["decoded: pixels stored", "streamed: files stored"])
+def test_a_packed_folder_reads_back_exactly_with_its_classes_statistics_and_splits(tmp_path, stream_above):
     source = _folder(tmp_path / "src")
-    meta = data.pack(source, tmp_path / "out", shard_size=4)
+    meta = data.pack(source, tmp_path / "out", shard_size=4, stream_above=stream_above)
+    records = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(
+        [str(tmp_path / "out" / s["file"]) for s in meta["splits"]["train"]["shards"]])]  # fmt: skip
+    from_file = {ex.features.feature["from_file"].int64_list.value[0] for ex in records}
+    assert from_file == ({1} if stream_above == 0 else {0}), "PNG files are kept as they are; decoded data as pixels"
     assert meta["splits"]["train"]["num_examples"] == 21
     assert [s["examples"] for s in meta["splits"]["train"]["shards"]] == [4, 4, 4, 4, 4, 1]
     assert meta["splits"]["train"]["class_counts"] == {"0": 7, "1": 7, "2": 7}
-    original, packed = data.load(source, "train"), data.load(f"packed:{tmp_path / 'out'}", "train")
+    original = data.load(source, "train", stream_above=stream_above)
+    packed = data.load(f"packed:{tmp_path / 'out'}", "train")
     assert packed.info.class_names == ("a", "b", "c") and packed.info.image_shape == (12, 10, 3)
     assert packed.cardinality() == 21
     by_id = {_id(x): (x, y) for x, y in original.as_numpy_iterator()}

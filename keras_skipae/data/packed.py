@@ -20,7 +20,7 @@ from .info import DataError, SourceInfo, attach_info, info_of, warn
 from .slices import parse_split, slice_indices
 from .tables import SubsetTable
 
-FORMAT = "keras_skipae.packed/1"
+FORMAT = "keras_skipae.packed/2"
 METADATA = "metadata.json"
 REQUEST = "pack.json"  # what was asked, written first: a rerun must ask the same to resume
 AUTOTUNE = tf.data.AUTOTUNE
@@ -173,7 +173,8 @@ class PackedTable:
 
     def _parser(self):
         segmentation = self.task == "segmentation"
-        features = {"index": tf.io.FixedLenFeature([], tf.int64), "image": tf.io.FixedLenFeature([], tf.string)}
+        features = {"index": tf.io.FixedLenFeature([], tf.int64), "image": tf.io.FixedLenFeature([], tf.string),
+                    "from_file": tf.io.FixedLenFeature([], tf.int64)}
         if segmentation:
             features["mask"] = tf.io.FixedLenFeature([], tf.string)
         else:
@@ -182,7 +183,9 @@ class PackedTable:
 
         def parse(record):
             ex = tf.io.parse_single_example(record, features)
-            image = tf.io.decode_png(ex["image"], channels=channels)
+            image = tf.cond(ex["from_file"] > 0,
+                            lambda: tf.io.decode_image(ex["image"], channels=channels, expand_animations=False),
+                            lambda: tf.io.parse_tensor(ex["image"], tf.uint8))  # fmt: skip
             image.set_shape([h, w, channels])
             if segmentation:
                 mask = tf.cast(tf.io.decode_png(ex["mask"], dtype=tf.uint16)[..., 0], tf.int32)

@@ -40,7 +40,7 @@ from .info import DataError, SourceInfo
 from .packed import FORMAT, METADATA, REQUEST, read_metadata
 from .slices import parse_split
 from .sources import load
-from .tables import StreamTable
+from .tables import FileTable, StreamTable
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHARD_SIZE = 2048
@@ -224,12 +224,15 @@ def _write_shard(table, info: SourceInfo, out: Path, name: str, members: np.ndar
     shuffled = members[np.random.default_rng([ORDER_SEED, index]).permutation(len(members))]
     by_index = not isinstance(table, StreamTable)
     ds = table.dataset(shuffled if by_index else members)
-    ds = ds.map(_encoder(segmentation), num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+    files = _file_bytes(table, shuffled) if by_index else None
+    ds = tf.data.Dataset.zip((ds, files if files is not None else tf.data.Dataset.from_tensors(b"").repeat()))
+    ds = ds.map(_encoder(segmentation, channels), num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
     held = {}
     try:
         with tf.io.TFRecordWriter(str(tmp)) as writer:
-            for offset, (encoded, target, moments) in enumerate(ds.as_numpy_iterator()):
-                record = _example(int((shuffled if by_index else members)[offset]), encoded, target, segmentation)
+            for offset, (encoded, from_file, target, moments) in enumerate(ds.as_numpy_iterator()):
+                record = _example(int((shuffled if by_index else members)[offset]), encoded, bool(from_file), target,
+                                  segmentation)  # fmt: skip
                 if by_index:
                     writer.write(record)
                 else:
@@ -256,24 +259,53 @@ def _write_shard(table, info: SourceInfo, out: Path, name: str, members: np.ndar
     return done
 
 
-def _encoder(segmentation: bool):
-    def encode(image, target):
+def _file_bytes(table, indices: np.ndarray) -> tf.data.Dataset | None:
+    """The encoded files behind a :class:`FileTable`'s examples at ``indices`` (paths read, zip members as held)."""
+    refs = table.refs if isinstance(table, FileTable) else None
+    if refs is None or not len(refs):
+        return None
+    chosen = list(refs[np.asarray(indices, dtype=np.int64)])
+    ds = tf.data.Dataset.from_tensor_slices(chosen)
+    return ds if isinstance(chosen[0], bytes) else ds.map(tf.io.read_file, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+_NATIVE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")  # what tf.io.decode_image reads
+
+
+def _encoder(segmentation: bool, channels: int):
+    """(image, target), file bytes -> (payload, from_file, target, moments).
+
+    The payload is the source file itself when TensorFlow decodes it to exactly the loaded pixels (JPEG and PNG
+    sets keep their size, and decode as fast as the originals); else the uint8 pixels (``serialize_tensor``).
+    """
+
+    def same_pixels(data, image):
+        decoded = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        same_shape = tf.reduce_all(tf.equal(tf.shape(decoded), tf.shape(image)))
+        return tf.cond(same_shape, lambda: tf.reduce_all(tf.equal(decoded, image)), lambda: tf.constant(False))
+
+    def encode(element, data):
+        image, target = element
         x = tf.cast(image, tf.float64) / 255.0
         flat = tf.reshape(x, [-1, tf.shape(x)[-1]])
         moments = (tf.reduce_sum(flat, 0), tf.reduce_sum(flat * flat, 0),
                    tf.fill([tf.shape(x)[-1]], tf.cast(tf.shape(flat)[0], tf.float64)))  # fmt: skip
+        native = tf.reduce_any([tf.strings.substr(data, 0, len(m)) == m for m in _NATIVE_MAGIC])
+        from_file = tf.cond(native, lambda: same_pixels(data, image), lambda: tf.constant(False))
+        payload = tf.cond(from_file, lambda: data, lambda: tf.io.serialize_tensor(image))
         if segmentation:
             # class ids (with an ignore label of any size) as 16-bit PNG: exact, and decoded without scaling
-            return tf.io.encode_png(image), tf.io.encode_png(tf.cast(target[..., None], tf.uint16)), moments
-        return tf.io.encode_png(image), target, moments
+            return payload, from_file, tf.io.encode_png(tf.cast(target[..., None], tf.uint16)), moments
+        return payload, from_file, target, moments
 
     return encode
 
 
-def _example(index: int, encoded: bytes, target, segmentation: bool) -> bytes:
+def _example(index: int, encoded: bytes, from_file: bool, target, segmentation: bool) -> bytes:
     feature = {
         "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[index])),
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
+        "from_file": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(from_file)])),
     }
     if segmentation:
         feature["mask"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[target]))
@@ -321,7 +353,8 @@ def _metadata(request: dict, per_split: dict) -> dict:
         "ignore_label": info.ignore_label,
         "label_map": {str(k): v for k, v in (info.label_map or {}).items()} or None,
         "palette": None if info.palette is None else repr(info.palette),
-        "encoding": "png",
+        "encoding": "each image: its source file where TensorFlow decodes that to the same pixels (from_file 1), "
+                    "else its uint8 pixels as tf.io.serialize_tensor (0); masks: 16-bit PNG",
         "checked": ["every image decoded with its shape and channels",
                     "labels or mask values within the classes (after label_map and palette)"],
         "splits": splits,
