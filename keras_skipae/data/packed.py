@@ -157,16 +157,16 @@ class PackedTable:
         ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=0, reshuffle_each_iteration=True)
         ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(len(files), 8)), block_length=1,
                            num_parallel_calls=AUTOTUNE, deterministic=True)  # fmt: skip
-        parse = self._parser()
+        parse_batch, decode = self._parser()
+        # records parsed 256 at a time (parse_example is much faster on batches), images decoded one by one
+        ds = ds.batch(256).map(parse_batch, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
         if keep is not None:
             keep_t = tf.constant(keep)
-            ds = ds.map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
-            ds = ds.filter(lambda i, image, target: tf.gather(keep_t, i))
+            ds = ds.filter(lambda ex: tf.gather(keep_t, ex["index"]))
             count = int(keep.sum())
         else:
-            ds = ds.map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
             count = self.num_examples
-        ds = ds.map(lambda i, image, target: (image, target))
+        ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.FILE
         return ds.apply(tf.data.experimental.assert_cardinality(count)).with_options(options)
@@ -181,8 +181,10 @@ class PackedTable:
             features["label"] = tf.io.FixedLenFeature([], tf.int64)
         channels, (h, w) = self.channels, self.image_shape
 
-        def parse(record):
-            ex = tf.io.parse_single_example(record, features)
+        def parse_batch(records):
+            return tf.io.parse_example(records, features)
+
+        def decode(ex):
             image = tf.cond(ex["from_file"] > 0,
                             lambda: tf.io.decode_image(ex["image"], channels=channels, expand_animations=False),
                             lambda: tf.io.parse_tensor(ex["image"], tf.uint8))  # fmt: skip
@@ -190,10 +192,10 @@ class PackedTable:
             if segmentation:
                 mask = tf.cast(tf.io.decode_png(ex["mask"], dtype=tf.uint16)[..., 0], tf.int32)
                 mask.set_shape([h, w])
-                return ex["index"], image, mask
-            return ex["index"], image, tf.cast(ex["label"], tf.int32)
+                return image, mask
+            return image, tf.cast(ex["label"], tf.int32)
 
-        return parse
+        return parse_batch, decode
 
 
 def shards_read(ds) -> tuple[PackedTable, int] | None:
