@@ -116,6 +116,7 @@ class PackedTable:
         shape = entry["image_shape"]
         self.image_shape = tuple(shape[:2]) if shape else (None, None)
         self.num_examples = int(entry["num_examples"])
+        self.from_file = entry.get("from_file")  # how many images are stored as their source files (None: unknown)
         self._labels = labels
         # the shard holding each example: shard s holds order[s * size:(s + 1) * size] (see data.packing)
         order = np.load(folder / entry["order"])
@@ -180,14 +181,22 @@ class PackedTable:
         else:
             features["label"] = tf.io.FixedLenFeature([], tf.int64)
         channels, (h, w) = self.channels, self.image_shape
+        kept = self.from_file
+
+        def decode_one(ex):
+            if kept == self.num_examples:  # every image is its source file
+                return tf.io.decode_image(ex["image"], channels=channels, expand_animations=False)
+            if kept == 0:  # every image is its pixels
+                return tf.io.parse_tensor(ex["image"], tf.uint8)
+            return tf.cond(ex["from_file"] > 0,
+                           lambda: tf.io.decode_image(ex["image"], channels=channels, expand_animations=False),
+                           lambda: tf.io.parse_tensor(ex["image"], tf.uint8))  # fmt: skip
 
         def parse_batch(records):
             return tf.io.parse_example(records, features)
 
         def decode(ex):
-            image = tf.cond(ex["from_file"] > 0,
-                            lambda: tf.io.decode_image(ex["image"], channels=channels, expand_animations=False),
-                            lambda: tf.io.parse_tensor(ex["image"], tf.uint8))  # fmt: skip
+            image = decode_one(ex)
             image.set_shape([h, w, channels])
             if segmentation:
                 mask = tf.cast(tf.io.decode_png(ex["mask"], dtype=tf.uint16)[..., 0], tf.int32)

@@ -228,11 +228,13 @@ def _write_shard(table, info: SourceInfo, out: Path, name: str, members: np.ndar
     ds = tf.data.Dataset.zip((ds, files if files is not None else tf.data.Dataset.from_tensors(b"").repeat()))
     ds = ds.map(_encoder(segmentation, channels), num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
     held = {}
+    files_kept = 0
     try:
         with tf.io.TFRecordWriter(str(tmp)) as writer:
             for offset, (encoded, from_file, target, moments) in enumerate(ds.as_numpy_iterator()):
                 record = _example(int((shuffled if by_index else members)[offset]), encoded, bool(from_file), target,
                                   segmentation)  # fmt: skip
+                files_kept += int(from_file)
                 if by_index:
                     writer.write(record)
                 else:
@@ -254,7 +256,8 @@ def _write_shard(table, info: SourceInfo, out: Path, name: str, members: np.ndar
             tmp.unlink()
     done = {"file": name, "examples": len(members), "members": _members_sha(members), "bytes": (out / name).stat().st_size,
             "sha256": digest.hexdigest(), "pixel_sum": sums.tolist(), "pixel_sum_sq": squares.tolist(),
-            "pixels": pixels, "class_counts": {str(k): v for k, v in sorted(classes.items())}}  # fmt: skip
+            "pixels": pixels, "class_counts": {str(k): v for k, v in sorted(classes.items())},
+            "from_file": files_kept}  # fmt: skip
     write_json_atomic(out / _done_name(name), done)
     return done
 
@@ -333,6 +336,7 @@ def _metadata(request: dict, per_split: dict) -> dict:
             "channels": info.channels,
             "image_shape": list(info.image_shape) if info.image_shape else None,
             "shards": [{k: s[k] for k in ("file", "examples", "bytes", "sha256")} for s in shards],
+            "from_file": sum(s["from_file"] for s in shards),
             "order": f"{split}-order.npy",
             "class_counts": dict(sorted(counts.items(), key=lambda kv: int(kv[0]))),
             "mean": mean.tolist(), "std": std.tolist(),
