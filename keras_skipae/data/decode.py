@@ -41,19 +41,23 @@ _HEAD = 32  # bytes of header the router reads
 _APNG_SCAN = 65536  # an animated PNG's acTL chunk comes before its image data
 
 
+def count_setting(value, name: str, env: str, default: int, unit: str, example: int, minimum: int) -> int:
+    """A count given as ``value``, else read from the environment variable ``env``, else ``default``."""
+    if value is None:
+        text = os.environ.get(env, "").strip()
+        try:
+            value = int(float(text)) if text else default
+        except ValueError:
+            raise ValueError(f"{env}={text!r}; expected a number of {unit}, e.g. {example}") from None
+    if int(value) < minimum:
+        raise ValueError(f"{name}={value!r}; expected a number of {unit} >= {minimum}")
+    return int(value)
+
+
 def max_image_pixels(override: int | None = None) -> int:
     """The pixel limit: ``override``, else ``SKIPAE_MAX_IMAGE_PIXELS``, else 64 megapixels."""
-    if override is not None:
-        value = override
-    else:
-        text = os.environ.get("SKIPAE_MAX_IMAGE_PIXELS", "").strip()
-        try:
-            value = int(float(text)) if text else DEFAULT_MAX_IMAGE_PIXELS
-        except ValueError:
-            raise ValueError(f"SKIPAE_MAX_IMAGE_PIXELS={text!r}; expected a number of pixels, e.g. 100000000") from None
-    if int(value) < 1:
-        raise ValueError(f"max_image_pixels={value!r}; expected a positive number of pixels")
-    return int(value)
+    return count_setting(override, "max_image_pixels", "SKIPAE_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS,
+                         "pixels", 100000000, minimum=1)  # fmt: skip
 
 
 def too_large(width: int, height: int, limit: int) -> str:

@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .decode import count_setting
+
 DEFAULT_STREAM_ABOVE = 50_000
 HEAD_BYTES = 4096
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); not DHT (C4), JPG (C8), DAC (CC)
@@ -25,15 +27,8 @@ _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> channels as dec
 
 def stream_above(value: int | None = None) -> int:
     """The file count above which ``folder:`` streams: ``value``, else ``SKIPAE_STREAM_ABOVE``, else 50,000."""
-    if value is None:
-        text = os.environ.get("SKIPAE_STREAM_ABOVE", "").strip()
-        try:
-            value = int(float(text)) if text else DEFAULT_STREAM_ABOVE
-        except ValueError:
-            raise ValueError(f"SKIPAE_STREAM_ABOVE={text!r}; expected a number of files, e.g. 100000") from None
-    if int(value) < 0:
-        raise ValueError(f"stream_above={value!r}; expected a number of files >= 0")
-    return int(value)
+    return count_setting(value, "stream_above", "SKIPAE_STREAM_ABOVE", DEFAULT_STREAM_ABOVE, "files", 100000,
+                         minimum=0)  # fmt: skip
 
 
 def _from_bytes(head: bytes) -> tuple[int, int, int] | None:
