@@ -262,6 +262,40 @@ def test_two_workers_train_one_recipe_with_multi_worker(tmp_path):
     assert metrics["stages"]["pretrain"]["best_epoch"] == single["stages"]["pretrain"]["best_epoch"]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_chief_and_a_worker_train_one_recipe(tmp_path):
+    """TF_CONFIG with a ``chief`` task, as Vertex AI and Kubeflow's TFJob write it: the chief (not worker 0)
+    writes the run directory's shared files, the worker keeps its own in ``.worker0``, and both processes end
+    with bit-identical weights."""
+    raw = tiny_recipe(write_tiny_data(tmp_path), pretrain_epochs=1, finetune_epochs=1)
+    raw["stages"]["pretrain"]["corruption"] = "pipeline"
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(raw, sort_keys=False))
+    chief, worker = (f"127.0.0.1:{p}" for p in _free_ports(2))
+    procs = []
+    for task in ({"type": "chief", "index": 0}, {"type": "worker", "index": 0}):
+        tf_config = {"cluster": {"chief": [chief], "worker": [worker]}, "task": task}
+        procs.append(_skipae("run", str(recipe), "--strategy", "multi_worker", "--run-dir", str(tmp_path / "run"),
+                             "--stage", "pretrain", "--stage", "finetune",
+                             env={"TF_CONFIG": json.dumps(tf_config)}))
+    outputs = [p.communicate(timeout=400)[0] for p in procs]
+    for proc, output in zip(procs, outputs):
+        assert proc.returncode == 0, output
+        assert "strategy multi_worker (2 replica(s))" in output
+    run = tmp_path / "run"
+    assert list(json.loads((run / "metrics.json").read_text())["stages"]) == ["pretrain", "finetune"]
+    assert json.loads((run / "finetune/stage.json").read_text())["model"] == "finetune/model.keras"
+    assert json.loads((run / "finetune/.worker0/stage.json").read_text())["model"] == "finetune/.worker0/model.keras"
+    assert (run / "finetune/logs").exists() and not (run / "finetune/.worker0/logs").exists(), \
+        "the chief writes TensorBoard logs, the worker does not"
+    for stage in ("pretrain", "finetune"):
+        weights = _weights(run / stage / "model.keras"), _weights(run / stage / ".worker0/model.keras")
+        assert len(weights[0]) == len(weights[1]) > 0
+        for a, b in zip(*weights):
+            np.testing.assert_array_equal(a, b, err_msg=f"{stage}: the chief's and the worker's weights differ")
+
+
 def test_single_stage_commands_share_a_run_directory(tmp_path):
     recipe = write_tiny_recipe(tmp_path, pretrain_epochs=1, finetune_epochs=1)
     run = str(tmp_path / "run")
