@@ -3,8 +3,9 @@
 For the ``allconv-c`` auto-encoder and classifier: the Keras model call, the
 loaded SavedModel signature (``tf.saved_model.load(...).signatures[...]``), an
 ONNX Runtime session on the tf2onnx export, and the LiteRT interpreter
-(ai-edge-litert) on the ``.tflite`` export, float32 and with dynamic-range int8
-weights (``quantize="dynamic_int8"``). All run the same graph on the same
+(ai-edge-litert) on the ``.tflite`` export: float32, full int8 (weights and
+activations, ``quantize="int8"``, calibrated on 64 images) and dynamic-range
+int8 weights (``quantize="dynamic_int8"``). All run the same graph on the same
 normalised input (the ``normalised`` signature), so the numbers compare
 runtimes, not pre-processing. Reported per runtime: batch-1 median latency over
 ``--calls`` timed calls after warm-up, and batch-64 throughput in images per
@@ -14,7 +15,9 @@ absolute figures). The LiteRT interpreter gets ``--threads`` threads, or one
 per CPU (ONNX Runtime's default is one per physical core).
 
 Targets on a 2-core CPU: ONNX batch-1 latency at most 0.75x the SavedModel's,
-and SavedModel batch-64 throughput within 5% of the best of the three.
+SavedModel batch-64 throughput within 5% of the best of Keras, SavedModel and
+ONNX Runtime, and the int8 LiteRT file's batch-1 latency at most the float32
+one's.
 Prints the machine's float32 matmul GFLOP/s and CPU flags beside the figures.
 
     python benchmarks/inference.py                # 400 calls, 12 batches: about 2 minutes on 2 quiet cores
@@ -116,13 +119,18 @@ def runtimes(kind: str, workdir: Path, threads: int | None, investigate: bool = 
     signature = loaded.signatures[SIGNATURE]
     session = ort_session(onnx_result.path, threads)
     litert_float = export.litert(model, workdir / "litert" / f"{kind}.tflite", signature=SIGNATURE, seed=0)
+    calibration = np.random.default_rng(1).integers(0, 256, (64, *model.arch.input_shape), dtype=np.uint8)
     litert_int8 = export.litert(model, workdir / "litert" / f"{kind}_int8.tflite", signature=SIGNATURE,
-                                quantize="dynamic_int8", seed=0)
-    print(f"  {kind}: LiteRT dynamic_int8 vs Keras: " + "; ".join(m.describe() for m in litert_int8.accuracy_change.measures),
-          file=sys.stderr)
+                                quantize="int8", calibration_images=calibration, seed=0)
+    litert_dynamic = export.litert(model, workdir / "litert" / f"{kind}_dynamic_int8.tflite", signature=SIGNATURE,
+                                   quantize="dynamic_int8", seed=0)
+    for name, result in (("int8", litert_int8), ("dynamic_int8", litert_dynamic)):
+        print(f"  {kind}: LiteRT {name} vs Keras: " + "; ".join(m.describe() for m in result.accuracy_change.measures),
+              file=sys.stderr)
     litert_threads = threads or os.cpu_count()
     litert_sessions = {name: export.LiteRTSession(r.path, num_threads=litert_threads)
-                       for name, r in (("litert", litert_float), ("litert int8", litert_int8))}
+                       for name, r in (("litert", litert_float), ("litert int8", litert_int8),
+                                       ("litert dyn int8", litert_dynamic))}
     calls = {
         "keras": lambda x: model(x, training=False),
         "savedmodel": lambda x: signature(images=tf.constant(x)),
@@ -176,6 +184,8 @@ def targets(rows: list) -> list:
         best = max(by[name]["images_per_s"] for name in ("keras", "savedmodel", "onnxruntime"))
         share = by["savedmodel"]["images_per_s"] / best
         results.append((f"{kind}: SavedModel batch-64 throughput / best >= 0.95", share, share >= 0.95))
+        ratio = by["litert int8"]["median_ms"] / by["litert"]["median_ms"]
+        results.append((f"{kind}: LiteRT int8 batch-1 latency / float32's <= 1.0", ratio, ratio <= 1.0))
     return results
 
 

@@ -248,10 +248,12 @@ def quickstart(overrides, run_dir):
 @click.option("--version", type=click.IntRange(min=1), default=None, help="Version number (default: the next free one).")
 @click.option("--opset", type=click.IntRange(min=9), default=17, show_default=True, help="ONNX opset.")
 @click.option("--samples", type=click.Path(exists=True), default=None,
-              help="Real uint8 images for the parity check: a .npy/.npz or a folder of image files (first 8).")
+              help="Real uint8 images for the parity check: a .npy/.npz or a folder of image files (first 8; "
+                   "first 256 with --quantize int8, which calibrates on them).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing version.")
-@click.option("--quantize", type=click.Choice(["dynamic_int8"]), default=None,
-              help="LiteRT: dynamic-range int8 weights; reports the accuracy change on --samples instead of parity.")
+@click.option("--quantize", type=click.Choice(["int8", "dynamic_int8"]), default=None,
+              help="LiteRT: int8 weights and activations, calibrated on --samples (its first 256 images), or "
+                   "dynamic_int8 (weights only, slower); reports the accuracy change instead of parity.")
 @click.option("--input-size", type=(click.IntRange(min=1), click.IntRange(min=1)), default=None,
               metavar="H W", help="LiteRT: the fixed height and width of a segmenter that takes any size.")
 def export_cmd(source, formats, out, stage, name, version, opset, samples, overwrite, quantize, input_size):
@@ -262,14 +264,15 @@ def export_cmd(source, formats, out, stage, name, version, opset, samples, overw
       skipae export runs/quickstart --out exported
       skipae export runs/cifar10 --stage pretrain --format onnx --out exported
       skipae export runs/cifar10 --format litert --out exported
-      skipae export runs/cifar10 --format litert --quantize dynamic_int8 --samples images/ --out exported
+      skipae export runs/cifar10 --format litert --quantize int8 --samples images/ --out exported
       skipae export model.keras --format savedmodel --out models --name cifar10 --samples images/
     Every export is loaded back and compared with the Keras model; a mismatch
     fails the export with the figures and writes nothing.
     """
     from . import export as exporter
 
-    sample_images = exporter.load_sample_images(samples) if samples else None
+    limit = exporter.CALIBRATION_LIMIT if quantize == "int8" else 8
+    sample_images = exporter.load_sample_images(samples, limit=limit) if samples else None
     results = exporter.export_model(
         source, out, [f.strip() for f in formats.split(",") if f.strip()], stage=stage, name=name,
         version=version, opset=opset, overwrite=overwrite, sample_images=sample_images,

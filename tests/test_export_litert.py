@@ -169,6 +169,43 @@ def test_litert_dynamic_int8_reports_its_accuracy_change(samples, tmp_path, monk
     assert not (tmp_path / "nan").exists()
 
 
+def _conv_input_types(path) -> dict:
+    """{op name: the dtypes of its activation input} for the convolutions of a .tflite file."""
+    session = export.LiteRTSession(path)
+    tensors = {t["index"]: t for t in session.interpreter.get_tensor_details()}
+    types = {}
+    for op in session.interpreter._get_ops_details():
+        if op["op_name"] in ("CONV_2D", "TRANSPOSE_CONV"):
+            activation = op["inputs"][2] if op["op_name"] == "TRANSPOSE_CONV" else op["inputs"][0]
+            types.setdefault(op["op_name"], set()).add(np.dtype(tensors[activation]["dtype"]).name)
+    return types
+
+
+def test_litert_int8_runs_every_convolution_in_int8_calibrated_on_images(samples, tmp_path):
+    """The auto-encoder's convolutions and transposed convolutions all take int8 activations (a dynamic-range
+    or float export would feed them float32), calibrated on the images given, with the accuracy change reported."""
+    keras.utils.set_random_seed(4)
+    model = ks.build("autoencoder", "tiny")
+    rng = np.random.default_rng(0)
+    calibration = rng.integers(0, 256, (40, *model.arch.input_shape), dtype=np.uint8)
+    with pytest.raises(ValueError, match="quantize='int8' sets its activation ranges from images of your data"):
+        export.litert(model, tmp_path / "none.tflite", quantize="int8")
+    assert not list(tmp_path.iterdir()), "a refused export writes nothing"
+    result = export.litert(model, tmp_path / "ae_int8.tflite", sample_images=samples, quantize="int8",
+                           calibration_images=calibration, seed=0)
+    types = _conv_input_types(result.path)
+    assert types == {"CONV_2D": {"int8"}, "TRANSPOSE_CONV": {"int8"}}, types
+    assert _conv_input_types(export.litert(model, tmp_path / "ae_dyn.tflite", quantize="dynamic_int8").path)[
+        "TRANSPOSE_CONV"] == {"float32"}
+    assert result.signatures["serving_default"]["inputs"]["images"]["dtype"] == "uint8"  # the interface is unchanged
+    report = json.loads(result.report_path.read_text())
+    assert report["quantize"] == "int8" and report["calibration_images"] == 40 and report["parity"] is None
+    change = result.accuracy_change
+    assert 0 < change.value("reconstruction", "mean_abs_diff") < 20  # pixel units: changed, a little
+    # sample images alone calibrate too
+    assert export.litert(model, tmp_path / "ae_samples.tflite", sample_images=samples, quantize="int8").path.exists()
+
+
 def test_cli_exports_litert(models, tmp_path, samples):
     run = write_run_dir(tmp_path, models)
     out = tmp_path / "exported"
@@ -218,3 +255,8 @@ def test_cli_quantized_litert_reports_its_accuracy_change(models, tmp_path, samp
     assert result.exit_code == 0, result.output
     report = json.loads((out / "litert" / "classifier" / "1" / "model.export_report.json").read_text())
     assert "dynamic_int8" in json.dumps(report)
+    result = CliRunner().invoke(cli, ["export", str(run), "--format", "litert", "--quantize", "int8",
+                                      "--out", str(out), "--samples", str(tmp_path / "samples.npy")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "litert" / "classifier" / "2" / "model.export_report.json").read_text())
+    assert report["quantize"] == "int8" and report["calibration_images"] == len(samples)

@@ -13,8 +13,9 @@ Three formats, one serving graph (:mod:`.serving`):
   checks it with ``onnx.checker``.
 - :func:`litert` converts the same graph with ``tf.lite.TFLiteConverter`` to a
   ``.tflite`` file (fixed height and width, dynamic batch), verified by the
-  ai-edge-litert interpreter; ``quantize="dynamic_int8"`` stores int8 weights
-  and reports the accuracy change instead of parity.
+  ai-edge-litert interpreter; ``quantize="int8"`` (weights and activations,
+  calibrated on images of your data) or ``"dynamic_int8"`` (weights only)
+  reports the accuracy change instead of parity.
 
 Outputs are named for what they are: classifier ``probabilities`` and
 ``class_id``; segmenter ``logits`` and ``mask`` (the per-pixel argmax);
@@ -58,7 +59,7 @@ Example::
     export.litert(clf, "serving/litert")                      # serving/litert/classifier/1/model.tflite
 """
 
-from .litert_export import QUANTIZE_MODES, LiteRTSession, litert, litert_input_size, litert_report_path
+from .litert_export import CALIBRATION_LIMIT, QUANTIZE_MODES, LiteRTSession, litert, litert_input_size, litert_report_path
 from .multiformat import DEFAULT_FORMATS, FORMATS, export_model
 from .onnx_export import DEFAULT_OPSET, onnx, onnx_report_path
 from .parity import (
@@ -111,6 +112,7 @@ __all__ = [
     "OUTPUTS",
     "PARITY_BATCH",
     "QUANTIZE_MODES",
+    "CALIBRATION_LIMIT",
     "REPORT_NAME",
     "SIGNATURES",
     "SIGNATURE_NORMALISED",

@@ -18,7 +18,8 @@ import numpy as np
 from ..runs import resolve_model
 from ..saving import load
 from .litert_export import MODEL_FILE as LITERT_FILE
-from .litert_export import QUANTIZE_MODES, litert_input_size, litert_report_path, litert_samples, stage_litert
+from .litert_export import (QUANTIZE_MODES, litert_calibration, litert_input_size, litert_report_path,
+                            litert_samples, stage_litert)
 from .onnx_export import DEFAULT_OPSET, onnx_report_path, stage_onnx
 from .parity import prepare_samples
 from .savedmodel import stage_saved_model
@@ -49,6 +50,7 @@ def export_model(
     sample_images: np.ndarray | None = None,
     input_size: tuple | None = None,
     quantize: str | None = None,
+    calibration_images: np.ndarray | None = None,
 ) -> list:
     """Export a model, a ``.keras`` file or a run directory's stage in each of ``formats``.
 
@@ -61,7 +63,8 @@ def export_model(
         OUT/onnx/<name>/<version>/model.onnx        (and model.export_report.json)
         OUT/litert/<name>/<version>/model.tflite    (and model.export_report.json); only when asked for
 
-    ``input_size`` and ``quantize`` apply to LiteRT (see :func:`litert`).
+    ``input_size``, ``quantize`` and ``calibration_images`` apply to LiteRT
+    (see :func:`litert`).
 
     Every format is built and verified before any is moved into place: when
     one fails (a :class:`ParityError`, say), no version of any format is
@@ -97,6 +100,7 @@ def export_model(
     if "litert" in formats:
         litert_size = litert_input_size(model, input_size)
         litert_images = litert_samples(model, sample_images, litert_size)
+        calibration = litert_calibration(model, quantize, calibration_images, litert_images, litert_size)
     # every format is built and verified beside its destination first; only when all passed are they
     # renamed into place, together (a failure anywhere leaves no new version of any format)
     results = []
@@ -117,7 +121,7 @@ def export_model(
                 model_file = final / LITERT_FILE
                 result = stage_litert(
                     model, tmp / model_file.name, tmp / litert_report_path(model_file).name, model_file,
-                    SIGNATURE_PIXELS, litert_size, quantize, litert_images, None,
+                    SIGNATURE_PIXELS, litert_size, quantize, litert_images, None, calibration,
                 )
             result.version, result.name = version, name
             results.append(result)
