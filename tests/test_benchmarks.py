@@ -34,9 +34,10 @@ def test_inference_benchmark_smoke(tmp_path):
     figures = json.loads(out.read_text())
     assert figures["smoke"] and figures["matmul_gflops"] > 0
     runtimes = {(r["model"], r["runtime"]) for r in figures["rows"]}
-    assert {("autoencoder", "savedmodel"), ("classifier", "onnxruntime"), ("classifier", "litert int8")} <= runtimes
+    assert {("autoencoder", "savedmodel"), ("classifier", "onnxruntime"), ("classifier", "litert int8"),
+            ("autoencoder", "litert dyn int8")} <= runtimes
     assert all(r["median_ms"] > 0 and r["images_per_s"] > 0 for r in figures["rows"])
-    assert len(figures["targets"]) == 4
+    assert len(figures["targets"]) == 6  # per model: ONNX latency, SavedModel throughput, int8 LiteRT latency
 
 
 def test_input_pipeline_benchmark_smoke(tmp_path):
