@@ -322,7 +322,8 @@ def run(
     rundir = RunDir(run_dir or recipe.run_dir or Path("runs") / recipe.name)
     t = recipe.trainer
     trainer = Trainer(strategy=t.strategy, cluster=t.cluster, mixed_precision=t.mixed_precision, jit_compile=t.jit_compile,
-                      seed=recipe.seed, deterministic=t.deterministic, steps_per_execution=t.steps_per_execution)
+                      seed=recipe.seed, deterministic=t.deterministic, steps_per_execution=t.steps_per_execution,
+                      intra_op_threads=t.intra_op_threads, inter_op_threads=t.inter_op_threads)
     state = _Run(recipe, rundir, trainer, echo)
     # workers of a multi-worker run write their own .workerN folders beside the chief, which holds the lock
     took_lock = rundir.lock() if trainer.is_chief else False
@@ -345,7 +346,7 @@ def _run_stages(state: _Run, recipe: Recipe, rundir: RunDir, trainer: Trainer, o
             rundir.write_recipe(recipe.model_dump(mode="json"))
         rundir.write_environment(environment(recipe.seed, {
             "strategy": trainer.strategy_name, "replicas": trainer.num_replicas, "precision": trainer.policy,
-            "recipe": recipe.name,
+            "recipe": recipe.name, "threads": trainer.threads,
         }))
     echo(f"run {recipe.name} -> {rundir.path}")
     for name, stage in recipe.stages.items():

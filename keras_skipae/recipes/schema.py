@@ -96,7 +96,7 @@ def apply_quick(raw: dict, origin: str) -> dict:
 
 # ------------------------------------------------------------------ shared sections
 class TrainerConfig(Strict):
-    """How to train: distribution strategy, precision, XLA, determinism."""
+    """How to train: distribution strategy, precision, XLA, determinism, CPU threads."""
 
     strategy: Strategy = "auto"
     #: multi_worker: where the cluster is described (TF_CONFIG, Slurm's variables, or auto)
@@ -105,8 +105,11 @@ class TrainerConfig(Strict):
     jit_compile: bool = False
     deterministic: bool = False
     steps_per_execution: Union[Literal["auto"], Count] = "auto"
+    #: TensorFlow's CPU thread pools (auto: one thread per usable CPU); recorded in environment.json
+    intra_op_threads: Union[Literal["auto"], Count] = "auto"
+    inter_op_threads: Union[Literal["auto"], Count] = "auto"
 
-    @field_validator("steps_per_execution")
+    @field_validator("steps_per_execution", "intra_op_threads", "inter_op_threads")
     @classmethod
     def _positive(cls, v):
         if isinstance(v, int) and v < 1:

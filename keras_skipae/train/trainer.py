@@ -34,6 +34,7 @@ from ..choices import OPTIMIZERS, SCHEDULES
 from ..kinds import MONITOR, kind_spec, loss_for, metrics_for, monitor_mode
 from .schedules import WarmupSchedule
 from .strategy import make_strategy, resolve_mixed_precision, worker_info
+from .threads import apply_threads
 
 
 
@@ -202,8 +203,11 @@ class Trainer:
         deterministic: bool = False,
         steps_per_execution: int | str = "auto",
         cluster: str = "auto",
+        intra_op_threads: int | str = "auto",
+        inter_op_threads: int | str = "auto",
     ):
-        # the strategy first: multi-worker collectives must be set up before the runtime starts
+        # the thread pools and the strategy first: both must be set before TensorFlow's runtime starts
+        self.threads = apply_threads(intra_op_threads, inter_op_threads)
         self.strategy = make_strategy(strategy, cluster) if isinstance(strategy, str) else strategy
         set_seed(seed, deterministic)
         self.seed = seed
