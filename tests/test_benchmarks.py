@@ -69,3 +69,16 @@ def test_input_scale_benchmark_smoke(tmp_path):
     for row in figures["sizes"].values():
         for method in ("folder", "packed", "keras"):
             assert row[method]["first_batch_s"] > 0 and row[method]["images_per_s"] > 0 and row[method]["peak_rss_mb"] > 0
+
+
+def test_profile_step_benchmark_smoke(tmp_path):
+    out = tmp_path / "profile.json"
+    result = _smoke("profile_step.py", "--json", str(out), cwd=tmp_path)
+    assert "smoke run: figures are not measurements" in result.stdout and "| op type |" in result.stdout
+    figures = json.loads(out.read_text())
+    for kind in ("autoencoder", "classifier"):
+        summary = figures["kinds"][kind]
+        assert summary["ms_per_step"] > 0 and abs(sum(summary["phases"].values()) - 1) < 1e-6
+        assert summary["phases"]["backward"] > 0 and summary["op_types"], kind
+    # the auto-encoder's training metrics (PSNR, SSIM) are told apart from its forward pass
+    assert figures["kinds"]["autoencoder"]["phases"]["metrics"] > 0
