@@ -28,6 +28,27 @@ def test_a_streamed_folder_reads_the_same_examples_and_facts_as_a_decoded_one(tm
     assert s.labelled.info.num_examples == 6 and len(list(s.labelled)) == 6
 
 
+@pytest.mark.parametrize("fmt", ["gif", "png"])
+@pytest.mark.parametrize("palette", ["grey", "colour"])
+def test_palette_images_count_the_channels_they_decode_to(tmp_path, fmt, palette):
+    """Pillow decodes a GIF with a palette of greys to 1 channel, any other palette to 3; TensorFlow decodes every
+    palette PNG to 3: the header-only listing counts the channels the decoder gives."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "t" / "train" / "a"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        image = Image.fromarray(rng.integers(0, 16, (12, 10), dtype=np.uint8), "L").convert("P")
+        colours = [(v * 16, v * 16, v * 16) if palette == "grey" else (v * 16, 255 - v * 16, v * 3) for v in range(16)]
+        image.putpalette([c for rgb in colours for c in rgb] + [0] * (3 * 240))
+        image.save(folder / f"{i}.{fmt}")
+    decoded = data.load(f"folder:{tmp_path / 't'}", "train")
+    streamed = data.load(f"folder:{tmp_path / 't'}", "train", stream_above=0)
+    assert decoded.info.channels == (1 if palette == "grey" and fmt == "gif" else 3)
+    assert streamed.info.channels == decoded.info.channels and streamed.info.image_shape == decoded.info.image_shape
+    for (x, _), (sx, _) in zip(decoded.as_numpy_iterator(), streamed.as_numpy_iterator(), strict=True):
+        np.testing.assert_array_equal(x, sx)
+
+
 def test_headers_give_sizes_and_channels_without_decoding():
     def encoded(mode, size, fmt, **kw):
         buf = io.BytesIO()

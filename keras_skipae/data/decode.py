@@ -217,15 +217,31 @@ def _image_array(im) -> np.ndarray:
             f"{kind} pixel values (Pillow mode {mode}) have no known scale to 8 bits; "
             "convert the images to 8- or 16-bit first"
         )
+    target = image_mode(im)
+    return np.asarray(im if target == mode else im.convert(target), dtype=np.uint8)
+
+
+_MODE_CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
+
+
+def image_mode(im) -> str:
+    """The Pillow mode an 8-bit image is decoded to (L, LA, RGB or RGBA): a palette of greys to L (LA with
+    transparency), any other palette to RGB (RGBA), 1-bit to L, CMYK, YCbCr and the rest to RGB. Needs only
+    the header and palette, so the header-only listing (:mod:`.headers`) counts channels the same way."""
+    mode = im.mode
     if mode in ("P", "PA"):
-        grey = _grey_palette(im)
         alpha = mode == "PA" or "transparency" in im.info
-        im = im.convert(("LA" if alpha else "L") if grey else ("RGBA" if alpha else "RGB"))
-    elif mode == "1":
-        im = im.convert("L")
-    elif mode not in ("L", "LA", "RGB", "RGBA"):
-        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX ...
-    return np.asarray(im, dtype=np.uint8)
+        return ("LA" if alpha else "L") if _grey_palette(im) else ("RGBA" if alpha else "RGB")
+    if mode == "1":
+        return "L"
+    return mode if mode in _MODE_CHANNELS else "RGB"  # CMYK, YCbCr, LAB, HSV, RGBX ...
+
+
+def image_channels(im) -> int:
+    """How many channels :func:`image_mode` decodes ``im`` to (16-bit greys: 1)."""
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        return 1
+    return _MODE_CHANNELS[image_mode(im)]
 
 
 def _mask_array(im, colour: bool) -> np.ndarray:

@@ -16,13 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .decode import count_setting
+from .decode import count_setting, image_channels
 
 DEFAULT_STREAM_ABOVE = 50_000
 HEAD_BYTES = 4096
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); not DHT (C4), JPG (C8), DAC (CC)
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> channels as decoded (palette -> RGB)
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> channels as TensorFlow decodes (palette -> RGB)
 
 
 def stream_above(value: int | None = None) -> int:
@@ -69,14 +69,13 @@ def header_shape(path: str) -> tuple[tuple[int, int, int] | None, str | None]:
 
         with Image.open(path) as image:
             width, height = image.size
-            bands = len(image.getbands())
             frames = getattr(image, "n_frames", 1)
+            channels = image_channels(image)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         return None, f"not an image Pillow or TensorFlow reads ({exc})"
     if frames > 1:
         return None, f"holds {frames} frames; expected one image per file"
-    channels = {1: 1, 2: 2, 3: 3, 4: 4}.get(bands, 3)
-    return (height, width, 3 if image.mode in ("P", "CMYK", "YCbCr") else channels), None
+    return (height, width, channels), None
 
 
 def read_headers(paths, limit: int) -> tuple[np.ndarray, list]:
