@@ -14,7 +14,9 @@ same images:
 Throughput: each repeat runs both, alternating (trainer, hand-written, trainer,
 ...), each for one warm-up epoch (tracing, not timed) and ``--epochs`` timed
 epochs; epochs are timed from one epoch start to the next, so the trainer's
-epoch-end work (checkpoint saves) counts. The median over repeats is reported.
+epoch-end work (checkpoint saves) counts. The median over repeats is reported,
+with each side's range and its spread ((max - min) / median; the target is
+under 10%), and the trainer / hand-written ratio of each repeat.
 Peak memory: each side runs once more in its own subprocess, which reports its
 peak resident set size (``ru_maxrss``); the two run at the same time.
 
@@ -263,10 +265,17 @@ def measure(args, started: float) -> dict:
                 print(f"repeat {repeat + 1}: {side:11s} {precision:14s} "
                       + " ".join(f"{r:7.1f}" for r in rates) + " images/s", flush=True)
     med = {k: statistics.median(v) for k, v in runs.items()}
+    spread = {k: {"min": round(min(v), 1), "max": round(max(v), 1),
+                  "spread_of_median": round((max(v) - min(v)) / med[k], 3)} for k, v in runs.items()}
+    paired = []  # trainer / hand-written, epoch by epoch of the same repeat (run side by side)
+    if "trainer/float32" in runs and "handwritten/float32" in runs:
+        paired = [round(a / b, 3) for a, b in zip(runs["trainer/float32"], runs["handwritten/float32"])]
     result = {
         "source": source, "preset": args.preset, "images": args.images, "batch": BATCH, "timed_epochs": args.epochs,
         "repeats": args.repeats, "tensorflow": tf.__version__, "cpu_bfloat16": cpu_supports_bfloat16(),
         "images_per_second": {k: round(v, 1) for k, v in med.items()},
+        "range": spread,
+        "paired_ratios_float32": paired,
         "ratio_float32": round(med["trainer/float32"] / med["handwritten/float32"], 3)
         if "trainer/float32" in med else None,
         "bf16_speedup_vs_handwritten_float32": round(med["trainer/mixed_bfloat16"] / med["handwritten/float32"], 3)
