@@ -289,7 +289,10 @@ def compare_runs(run_dirs, pairs: list[tuple[str, str]] | None = None) -> Compar
 
     ``pairs``: (first, second) stages whose per-seed difference first - second
     is tested; None: every pair of the recorded recipe's ``summary`` stages,
-    in order. Stages missing from a run are an error naming the run.
+    in order. Stages missing from a run are an error naming the run: with
+    ``pairs``, only the stages they name must be in every run, so runs of two
+    recipes that share those stages (a search and its confirmation on new
+    seeds) compare together.
     """
     runs = [RunDir(p) for p in expand_runs(run_dirs)] if run_dirs else []
     if not runs:
@@ -299,8 +302,10 @@ def compare_runs(run_dirs, pairs: list[tuple[str, str]] | None = None) -> Compar
     for r, stages in zip(runs, finished):
         if not stages:
             raise RunError(f"{r.path}: no finished stage to compare (is the run complete?)")
+    # with pairs named, only their stages must be in every run (runs of two recipes that share them compare)
+    required = set(finished[0]) if pairs is None else {s for pair in pairs for s in pair}
     names = [s for s in finished[0] if all(s in f for f in finished)]
-    missing = {str(r.path): sorted(set(finished[0]) - set(f)) for r, f in zip(runs, finished) if set(finished[0]) - set(f)}
+    missing = {str(r.path): sorted(required - set(f)) for r, f in zip(runs, finished) if required - set(f)}
     if missing:
         raise RunError(f"compare: runs lack stages others finished: {missing}; finish them (rerun the same command) "
                        "or leave those runs out")

@@ -124,17 +124,17 @@ def test_compare_needs_finished_runs(tmp_path):
         recipes.run_seeds(write_tiny_recipe(tmp_path), None, run_dir=tmp_path / "x", echo=lambda line: None)
 
 
-def _fake_runs(tmp_path, stages: dict, summary: list, n: int = 3):
-    """Finished run directories seed_0..n-1 whose stages carry the given per-seed metrics."""
+def _fake_runs(tmp_path, stages: dict, summary: list, n: int = 3, first: int = 0):
+    """Finished run directories seed_F..F+n-1 whose stages carry the given per-seed metrics (one value a seed)."""
     from keras_skipae.runs import RunDir
-    for seed in range(n):
+    for i, seed in enumerate(range(first, first + n)):
         run = RunDir(tmp_path / f"seed_{seed}")
         run.path.mkdir(parents=True)
         run.write_recipe({"name": "fake", "seed": seed, "summary": summary})
         results = {"stages": {}}
         for name, (kind, metrics) in stages.items():
             results["stages"][name] = {"kind": kind, "model": f"{name}/model.keras",
-                                       "metrics": {k: v[seed] for k, v in metrics.items()}, "seconds": 1.0}
+                                       "metrics": {k: v[i] for k, v in metrics.items()}, "seconds": 1.0}
         run.write_results(results)
     return tmp_path
 
@@ -170,3 +170,23 @@ def test_compare_adjusts_p_values_for_the_pairs_tested_and_the_verdict_uses_them
     assert pair.p_holm > 0.05 and pair.p_holm >= pair.p_value
     assert "do not show a difference once corrected" in pair.verdict
     assert "p (Holm)" in report.markdown()
+
+
+def test_named_pairs_compare_runs_of_two_recipes_that_share_those_stages(tmp_path):
+    """A search (three arms, seeds 0-2) and its confirmation (two of the arms, seeds 3-5) pool over six seeds
+    for the pair they share; without pairs, or with a pair the confirmation lacks, the missing stage is named."""
+    search = _fake_runs(tmp_path / "search", {"ft": ("classifier", {"accuracy": [0.81, 0.82, 0.80]}),
+                                              "other": ("classifier", {"accuracy": [0.7, 0.7, 0.7]}),
+                                              "scratch": ("classifier", {"accuracy": [0.80, 0.80, 0.79]})},
+                        ["ft", "other", "scratch"])
+    confirm = _fake_runs(tmp_path / "confirm", {"ft": ("classifier", {"accuracy": [0.79, 0.81, 0.83]}),
+                                                "scratch": ("classifier", {"accuracy": [0.78, 0.80, 0.81]})},
+                         ["ft", "scratch"], first=3)
+    report = compare_runs([search, confirm], pairs=[("ft", "scratch")])
+    (pair,) = report.differences
+    assert report.seeds == [0, 1, 2, 3, 4, 5] and len(pair.interval.values) == 6
+    assert pair.interval.mean == pytest.approx(np.mean([0.01, 0.02, 0.01, 0.01, 0.01, 0.02]))
+    with pytest.raises(ValueError, match="runs lack stages others finished.*other"):
+        compare_runs([search, confirm])
+    with pytest.raises(ValueError, match="runs lack stages others finished.*other"):
+        compare_runs([search, confirm], pairs=[("other", "scratch")])
