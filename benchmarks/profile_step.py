@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     print(f"machine: float32 matmul {figures['matmul_gflops']} GFLOP/s, flags {' '.join(figures['cpu_flags'])}")
     for kind, s in results.items():
         ph = s["phases"]
-        print(f"\n{kind} ({preset}, batch {BATCH}, float32): {s['ms_per_step']:.1f} ms of op self-time per step: "
+        print(f"\n{kind} ({preset}, batch {BATCH}, float32): {s['ms_per_step']:.1f} ms of op self-time per step (summed over threads): "
               + ", ".join(f"{k} {ph[k]:.0%}" for k in PHASES))
         print("| op type | share of self-time | ms per step |\n|---|---:|---:|")
         for t in s["op_types"]:
