@@ -82,3 +82,16 @@ def test_profile_step_benchmark_smoke(tmp_path):
         assert summary["phases"]["backward"] > 0 and summary["op_types"], kind
     # the auto-encoder's training metrics (PSNR, SSIM) are told apart from its forward pass
     assert figures["kinds"]["autoencoder"]["phases"]["metrics"] > 0
+
+
+def test_torch_compare_benchmark_smoke(tmp_path):
+    """Runs with or without PyTorch installed; with it, the PyTorch network has the Keras one's parameter count."""
+    import importlib.util
+    out = tmp_path / "torch.json"
+    result = _smoke("torch_compare.py", "--json", str(out), cwd=tmp_path)
+    figures = json.loads(out.read_text())
+    assert figures["smoke"] and figures["sides"]["trainer"]["median"] > 0 and figures["sides"]["keras"]["median"] > 0
+    if importlib.util.find_spec("torch") is None:
+        assert "PyTorch is not installed" in result.stdout
+    else:
+        assert {"torch", "torch_cl"} <= set(figures["sides"]) and "keras/torch" in figures["ratios"]

@@ -1,0 +1,260 @@
+"""Training speed of the same auto-encoder in skipae's Trainer, a hand-written Keras ``fit`` and PyTorch eager.
+
+The network is the ``allconv-c`` skip auto-encoder (masking corruption, six
+3x3 convolutions, six transposed ones, two skips merged by sum then ReLU),
+batch 64, Adam, MSE, float32, on in-memory random images (the input pipeline
+is not what is measured). The PyTorch model is built by walking the Keras
+model's graph layer by layer (Conv2D -> ``nn.Conv2d``, Conv2DTranspose ->
+``nn.ConvTranspose2d``, Add, ReLU, the masking corruption), and the two
+parameter counts must agree, so both sides train the same network. PyTorch
+runs channels-first (its default) and channels-last.
+
+Sides, each in a fresh process per repeat, repeats alternating side by side
+(trainer, keras, torch, torch channels-last, trainer, ...): one warm-up epoch,
+then ``--images`` images timed. Reported per side: median images/s over the
+repeats, the range and spread ((max - min) / median), and the ratio of each
+Keras side to PyTorch eager (channels-first) per repeat and of the medians.
+Each timed run also records the share of CPU time the hypervisor took from
+this machine (``steal`` in /proc/stat) while it ran.
+
+Targets (issue 19): the trainer at least 0.97x the hand-written ``fit``; at
+least 1.0x PyTorch eager on an AVX2-only CPU (1.15x with AVX-512).
+
+    python benchmarks/torch_compare.py                 # 512 images, 3 repeats: about 8 minutes on 2 cores
+    python benchmarks/torch_compare.py --smoke         # seconds: the script works (tiny preset, 64 images, 1 repeat)
+    python benchmarks/torch_compare.py --json out.json
+
+Needs PyTorch (``pip install torch``, CPU build); without it the PyTorch sides are left out and said so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+BATCH = 64
+PRESET = "allconv-c"
+SMOKE_PRESET = "tiny"
+SIDES = ("trainer", "keras", "torch", "torch_cl")
+
+
+def _steal() -> tuple[int, int]:
+    """(steal jiffies, all jiffies) of the whole machine from /proc/stat; (0, 0) where it cannot be read."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields)
+
+
+def _images(preset: str, n: int):
+    import numpy as np
+
+    import keras_skipae as ks
+
+    arch = ks.build("autoencoder", preset).arch
+    return np.random.default_rng(0).standard_normal((n, *arch.input_shape)).astype("float32")
+
+
+# ------------------------------------------------------------------------------ Keras sides
+def time_keras(preset: str, images: int, trainer: bool) -> float:
+    import keras
+    import tensorflow as tf
+
+    import keras_skipae as ks
+
+    x = _images(preset, images)
+    if trainer:
+        import tempfile
+
+        from keras_skipae import train
+        t = train.Trainer(seed=0)
+        with t.scope():
+            model = ks.build("autoencoder", preset)
+        ds = tf.data.Dataset.from_tensor_slices((x, x)).batch(BATCH).cache().prefetch(2)
+        marks = []
+        timer = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: marks.append(time.perf_counter()),
+                                               on_epoch_end=lambda e, logs: marks.append(time.perf_counter()))
+        with tempfile.TemporaryDirectory() as run_dir:
+            t.fit(model, ds, epochs=2, optimizer="adam", run_dir=run_dir, stage="bench", verbose=0, callbacks=[timer])
+        return images / (marks[3] - marks[2])
+    keras.utils.set_random_seed(0)
+    model = ks.build("autoencoder", preset)
+    model.compile("adam", "mse")
+    xt = tf.constant(x)
+    model.fit(xt, xt, batch_size=BATCH, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(xt, xt, batch_size=BATCH, epochs=1, verbose=0)
+    return images / (time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------------------ PyTorch side
+def torch_model(keras_model):
+    """The Keras auto-encoder as a torch.nn.Module, layer for layer (NCHW)."""
+    import torch
+    from torch import nn
+
+    layers, order = nn.ModuleDict(), []
+    for layer in keras_model.layers:
+        kind = type(layer).__name__
+        cfg = layer.get_config()
+        inputs = layer.input if isinstance(layer.input, list) else [layer.input]
+        names = [t.name for t in inputs]
+        if kind == "InputLayer":
+            continue
+        if kind in ("Conv2D", "Conv2DTranspose"):
+            (k, _), (s, _) = cfg["kernel_size"], cfg["strides"]
+            c_in, c_out = layer.input.shape[-1], cfg["filters"]
+            if kind == "Conv2D":
+                module = nn.Conv2d(c_in, c_out, k, stride=s, padding=k // 2, bias=cfg["use_bias"])
+            else:
+                module = nn.ConvTranspose2d(c_in, c_out, k, stride=s, padding=k // 2, output_padding=s - 1,
+                                            bias=cfg["use_bias"])
+            layers[layer.name] = module
+            if cfg["activation"] not in ("linear", None):
+                raise ValueError(f"{layer.name}: fused activation {cfg['activation']} not mapped")
+        elif kind == "Activation":
+            if cfg["activation"] not in ("relu", "linear"):
+                raise ValueError(f"{layer.name}: activation {cfg['activation']} not mapped")
+        elif kind not in ("Add", "MaskingCorruption"):
+            raise ValueError(f"{layer.name}: layer type {kind} not mapped to PyTorch")
+        order.append((layer.name, kind, cfg, names, layer.output.name))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = layers
+
+        def forward(self, x):
+            values = {keras_model.inputs[0].name: x}
+            for name, kind, cfg, names, out in order:
+                args = [values[n] for n in names]
+                if kind in ("Conv2D", "Conv2DTranspose"):
+                    y = self.layers[name](args[0])
+                elif kind == "Activation":
+                    y = torch.relu(args[0]) if cfg["activation"] == "relu" else args[0]
+                elif kind == "Add":
+                    y = args[0] + args[1]
+                else:  # masking corruption while training: each pixel zeroed with probability `level`
+                    y = args[0] * (torch.rand_like(args[0][:, :1]) >= cfg["level"]) if self.training else args[0]
+                values[out] = y
+            return values[keras_model.outputs[0].name]
+
+    return Net()
+
+
+def time_torch(preset: str, images: int, channels_last: bool) -> float:
+    import torch
+
+    import keras_skipae as ks
+
+    torch.manual_seed(0)
+    keras_model = ks.build("autoencoder", preset)
+    net = torch_model(keras_model)
+    n_torch = sum(p.numel() for p in net.parameters())
+    if n_torch != keras_model.count_params():
+        raise RuntimeError(f"not the same network: PyTorch {n_torch} parameters, Keras {keras_model.count_params()}")
+    x = torch.from_numpy(_images(preset, images)).permute(0, 3, 1, 2).contiguous()
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net.train()
+
+    def epoch():
+        for i in range(0, images, BATCH):
+            batch = x[i:i + BATCH]
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.mse_loss(net(batch), batch)
+            loss.backward()
+            opt.step()
+
+    epoch()
+    start = time.perf_counter()
+    epoch()
+    return images / (time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------------------ driver
+def child(side: str, preset: str, images: int) -> dict:
+    steal0, all0 = _steal()
+    if side in ("trainer", "keras"):
+        rate = time_keras(preset, images, trainer=side == "trainer")
+    else:
+        rate = time_torch(preset, images, channels_last=side == "torch_cl")
+    steal1, all1 = _steal()
+    return {"side": side, "images_per_s": rate, "steal_share": (steal1 - steal0) / max(1, all1 - all0)}
+
+
+def run_child(side: str, preset: str, images: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", side, "--preset", preset, "--images", str(images)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent)
+    if done.returncode:
+        raise RuntimeError(f"{side} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=512, help="timed images per side and repeat")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--preset", default=None, help=f"default {PRESET} (--smoke: {SMOKE_PRESET})")
+    p.add_argument("--smoke", action="store_true", help="seconds, not a measurement: tiny preset, 64 images, 1 repeat")
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    preset = args.preset or (SMOKE_PRESET if args.smoke else PRESET)
+    if args.child:
+        print(json.dumps(child(args.child, preset, args.images)))
+        return 0
+    images, repeats = (BATCH, 1) if args.smoke else (args.images, args.repeats)
+    sides = list(SIDES)
+    if importlib.util.find_spec("torch") is None:
+        sides = ["trainer", "keras"]
+        print("PyTorch is not installed: its sides are left out (pip install torch, CPU build)")
+    runs = {side: [] for side in sides}
+    for repeat in range(repeats):
+        for side in sides:
+            result = run_child(side, preset, images)
+            runs[side].append(result)
+            print(f"repeat {repeat + 1}: {side:9s} {result['images_per_s']:7.1f} img/s  "
+                  f"(steal {result['steal_share']:.0%})", flush=True)
+    from machine import machine
+
+    figures = machine()
+    rates = {s: [r["images_per_s"] for r in rs] for s, rs in runs.items()}
+    med = {s: statistics.median(v) for s, v in rates.items()}
+    summary = {s: {"median": round(med[s], 1), "min": round(min(v), 1), "max": round(max(v), 1),
+                   "spread_of_median": round((max(v) - min(v)) / med[s], 3)} for s, v in rates.items()}
+    ratios = {"trainer/keras": [round(a / b, 3) for a, b in zip(rates["trainer"], rates["keras"])]}
+    if "torch" in rates:
+        for s in ("trainer", "keras"):
+            ratios[f"{s}/torch"] = [round(a / b, 3) for a, b in zip(rates[s], rates["torch"])]
+    if args.smoke:
+        print("smoke run: figures are not measurements")
+    print(f"machine: float32 matmul {figures['matmul_gflops']} GFLOP/s, flags {' '.join(figures['cpu_flags'])}")
+    print(f"\n{preset} auto-encoder, batch {BATCH}, float32, {images} images timed, {repeats} repeat(s)")
+    print("| side | median img/s | range | spread |\n|---|---:|---:|---:|")
+    for s, v in summary.items():
+        print(f"| {s} | {v['median']:.1f} | {v['min']:.1f}-{v['max']:.1f} | {v['spread_of_median']:.0%} |")
+    for name, values in ratios.items():
+        a, b = name.split("/")
+        print(f"{name}: per repeat {', '.join(f'{r:.2f}' for r in values)}; of the medians {med[a] / med[b]:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"smoke": args.smoke, "preset": preset, "images": images, "repeats": repeats,
+                                         **figures, "sides": summary, "runs": runs, "ratios": ratios}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
