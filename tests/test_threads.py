@@ -36,6 +36,23 @@ def test_the_trainer_sizes_tensorflows_pools_and_records_what_it_got():
     assert record["requested"] == {"intra_op": 1, "inter_op": 2}
 
 
+def test_auto_leaves_the_pools_as_the_process_set_them():
+    """auto neither resets a size set before (by the user, or an earlier recipe in the same process) nor fails
+    once TensorFlow runs: a second run, or skipae evaluate after a run, in one process."""
+    done = _python(
+        "import json, tensorflow as tf\n"
+        "tf.config.threading.set_intra_op_parallelism_threads(1)\n"
+        "from keras_skipae.train import Trainer\n"
+        "t = Trainer()\n"
+        "tf.constant(1.0) + 1.0\n"
+        "again = Trainer()\n"
+        "print(json.dumps([tf.config.threading.get_intra_op_parallelism_threads(), again.threads]))\n"
+    )
+    assert done.returncode == 0, done.stderr
+    intra, record = json.loads(done.stdout.strip().splitlines()[-1])
+    assert intra == 1 and record["intra_op_threads"] == 1 and record["requested"]["intra_op"] == "auto"
+
+
 def test_other_sizes_after_tensorflow_started_are_refused_with_what_to_do():
     done = _python(
         "import tensorflow as tf\n"
@@ -48,9 +65,32 @@ def test_other_sizes_after_tensorflow_started_are_refused_with_what_to_do():
     assert "create the Trainer before any other TensorFlow work" in done.stderr
 
 
+def _raw(tmp_path, **trainer):
+    import numpy as np
+    np.savez(tmp_path / "x.npz", x_train=np.zeros((4, 8, 8, 1), np.uint8), y_train=np.arange(4) % 2)
+    return {"name": "t", "data": {"source": f"npz:{tmp_path / 'x.npz'}"}, "stages": {"p": {"kind": "pretrain"}},
+            "trainer": trainer}
+
+
 @pytest.mark.parametrize("value", [0, -1, 1.5, "two"])
-def test_a_recipe_refuses_a_bad_thread_count(value):
-    raw = {"name": "t", "data": {"source": "npz:x.npz"}, "stages": {"p": {"kind": "pretrain"}},
-           "trainer": {"inter_op_threads": value}}
+def test_a_recipe_refuses_a_bad_thread_count(tmp_path, value):
+    assert recipes.validate(_raw(tmp_path, inter_op_threads=2, intra_op_threads="auto")).trainer.inter_op_threads == 2
     with pytest.raises(recipes.RecipeError, match="inter_op_threads"):
-        recipes.validate(raw)
+        recipes.validate(_raw(tmp_path, inter_op_threads=value))
+
+
+def test_the_recipes_thread_counts_reach_the_trainer(tmp_path, monkeypatch):
+    from keras_skipae.recipes import runner
+
+    class Reached(Exception):
+        pass
+
+    def fake_trainer(**kwargs):
+        raise Reached(kwargs)
+
+    monkeypatch.setattr(runner, "Trainer", fake_trainer)
+    recipe = recipes.validate(_raw(tmp_path, intra_op_threads=2, inter_op_threads=1))
+    with pytest.raises(Reached) as reached:
+        recipes.run(recipe, run_dir=tmp_path / "run", echo=lambda line: None)
+    kwargs = reached.value.args[0]
+    assert kwargs["intra_op_threads"] == 2 and kwargs["inter_op_threads"] == 1

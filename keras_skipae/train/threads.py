@@ -2,14 +2,15 @@
 
 TensorFlow runs each op on an intra-op pool (the threads one convolution or
 matmul splits over) and independent ops side by side on an inter-op pool;
-both default to one thread per CPU the process may use. ``"auto"`` keeps
-those defaults; an integer sets the pool's size. Either way :func:`apply_threads`
+both default to one thread per CPU the process may use. ``"auto"`` leaves a
+pool as it is (TensorFlow's default, or what the process set before); an
+integer sets the pool's size. Either way :func:`apply_threads`
 returns what the process runs with, which the runner writes to the run's
 ``environment.json``.
 
 The pools can only be sized before TensorFlow's runtime starts in the process
 (its first op, device listing or strategy): :class:`~keras_skipae.train.Trainer`
-applies them first thing, and a second request for other sizes in the same
+applies them first thing, and a later request for another size in the same
 process is refused with what to do.
 
 >>> apply_threads(intra_op="auto", inter_op=1)
@@ -33,41 +34,53 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _size(value, what: str) -> int:
+def _size(value, what: str) -> int | None:
+    """The pool size asked for: None for ``auto`` (leave the pool as it is), else an integer >= 1."""
     if value in (None, AUTO):
-        return 0  # TensorFlow's default
+        return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"trainer.{what}_threads: {value!r} is not 'auto' or an integer >= 1")
     return value
 
 
 def apply_threads(intra_op: int | str = AUTO, inter_op: int | str = AUTO) -> dict:
-    """Size TensorFlow's intra- and inter-op pools (``"auto"``: one thread per usable CPU, TensorFlow's own
-    default); returns the record of what the process runs with.
+    """Size TensorFlow's intra- and inter-op pools; returns the record of what the process runs with.
 
-    Raises ``RuntimeError`` when TensorFlow's runtime already started in this
-    process with other sizes (they cannot change then).
+    ``"auto"`` leaves a pool as it is: TensorFlow's default (one thread per
+    usable CPU, or ``TF_NUM_INTRAOP_THREADS`` / ``TF_NUM_INTEROP_THREADS``)
+    unless the process set it before. Raises ``RuntimeError`` when an integer
+    asks for another size after TensorFlow's runtime started in this process
+    (the pools cannot change then).
     """
-    wanted = (_size(intra_op, "intra_op"), _size(inter_op, "inter_op"))
     threading = tf.config.threading
-    current = (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())
-    if wanted != current:
+    getters = (threading.get_intra_op_parallelism_threads, threading.get_inter_op_parallelism_threads)
+    setters = (threading.set_intra_op_parallelism_threads, threading.set_inter_op_parallelism_threads)
+    for value, what, get, set_ in zip((intra_op, inter_op), ("intra_op", "inter_op"), getters, setters):
+        wanted = _size(value, what)
+        if wanted is None or wanted == get():
+            continue
         try:
-            threading.set_intra_op_parallelism_threads(wanted[0])
-            threading.set_inter_op_parallelism_threads(wanted[1])
+            set_(wanted)
         except RuntimeError:
             raise RuntimeError(
-                f"trainer threads (intra_op {intra_op}, inter_op {inter_op}): TensorFlow already started in this "
-                f"process with intra_op {current[0] or AUTO}, inter_op {current[1] or AUTO}, and its thread pools "
-                "cannot change now; create the Trainer before any other TensorFlow work, or run each setting in "
-                "its own process (skipae run does)"
+                f"trainer.{what}_threads {wanted}: TensorFlow already started in this process with "
+                f"{what} {get() or AUTO}, and its thread pools cannot change now; create the Trainer before any "
+                "other TensorFlow work, or run each setting in its own process (skipae run does)"
             ) from None
     cpus = usable_cpus()
-    # read back from TensorFlow: what the process runs with, not what was asked
-    intra, inter = threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()
+
+    def effective(configured: int, variable: str) -> int:
+        # read back from TensorFlow; 0 means its default, which an environment variable may set
+        if configured:
+            return configured
+        try:
+            return int(os.environ.get(variable, "0")) or cpus
+        except ValueError:
+            return cpus
+
     return {
-        "intra_op_threads": intra or cpus,
-        "inter_op_threads": inter or cpus,
+        "intra_op_threads": effective(getters[0](), "TF_NUM_INTRAOP_THREADS"),
+        "inter_op_threads": effective(getters[1](), "TF_NUM_INTEROP_THREADS"),
         "cpus": cpus,
         "requested": {"intra_op": intra_op, "inter_op": inter_op},
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 CPUs)"),
