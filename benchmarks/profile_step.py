@@ -44,18 +44,19 @@ PHASES = ("forward", "loss", "metrics", "backward", "optimizer", "other")
 
 
 def phase(name: str) -> str:
-    """Which part of the step an op belongs to, from its name in the traced graph: the model's forward pass,
-    the loss, the training metrics (Keras computes them on every batch), the backward pass (ops under
-    ``gradient_tape/``), the optimiser's update, or other (the input, the step counter)."""
+    """Which part of the step an op belongs to, from its name scope in the traced graph: the backward pass
+    (ops under ``gradient_tape/``), the loss, the training metrics (Keras computes them on every batch, their
+    state updates included), the optimiser's update, the model's forward pass, or other (the input, the step
+    counter). Scopes are read in that order, so a metric's variable update counts as the metric's."""
     lowered = name.lower()
-    if "gradient_tape" in lowered or "gradients" in lowered:
+    if "gradient_tape" in lowered or "/gradients/" in lowered:
         return "backward"
-    if "adam" in lowered or "optimizer" in lowered or "assignvariable" in lowered or "assignaddvariable" in lowered:
-        return "optimizer"
     if "compile_loss" in lowered:
         return "loss"
-    if any(part in lowered for part in ("/ssim/", "/psnr/", "compile_metrics", "metric", "/mean_metric")):
+    if any(part in lowered for part in ("/ssim/", "/psnr/", "compile_metrics", "metric")):
         return "metrics"
+    if "adam" in lowered or "optimizer" in lowered:
+        return "optimizer"
     if "statefulpartitionedcall/" in lowered and any(part in lowered for part in ("autoencoder", "classifier",
                                                                                   "segmenter", "encoder")):
         return "forward"
@@ -125,8 +126,8 @@ def profile(kind: str, preset: str, steps: int, logdir: Path) -> dict:
     with tempfile.TemporaryDirectory() as run_dir:
         trainer.fit(model, ds, epochs=2, optimizer="adam", run_dir=run_dir, stage=f"profile-{kind}", verbose=0,
                     callbacks=[Profile()])
-    (xplane,) = glob.glob(str(logdir / "**" / "*.xplane.pb"), recursive=True)
-    return op_stats(xplane)
+    traces = sorted(glob.glob(str(logdir / "**" / "*.xplane.pb"), recursive=True), key=os.path.getmtime)
+    return op_stats(traces[-1])  # the newest: a --keep folder may hold earlier runs' traces
 
 
 def main(argv=None) -> int:
@@ -151,7 +152,8 @@ def main(argv=None) -> int:
     print(f"machine: float32 matmul {figures['matmul_gflops']} GFLOP/s, flags {' '.join(figures['cpu_flags'])}")
     for kind, s in results.items():
         ph = s["phases"]
-        print(f"\n{kind} ({preset}, batch {BATCH}, float32): {s['ms_per_step']:.1f} ms of op self-time per step (summed over threads): "
+        print(f"\n{kind} ({preset}, batch {BATCH}, float32): {s['ms_per_step']:.1f} ms of op self-time per step "
+              "(summed over threads): "
               + ", ".join(f"{k} {ph[k]:.0%}" for k in PHASES))
         print("| op type | share of self-time | ms per step |\n|---|---:|---:|")
         for t in s["op_types"]:

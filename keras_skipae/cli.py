@@ -248,15 +248,19 @@ def quickstart(overrides, run_dir):
 @click.option("--version", type=click.IntRange(min=1), default=None, help="Version number (default: the next free one).")
 @click.option("--opset", type=click.IntRange(min=9), default=17, show_default=True, help="ONNX opset.")
 @click.option("--samples", type=click.Path(exists=True), default=None,
-              help="Real uint8 images for the parity check: a .npy/.npz or a folder of image files (first 8; "
-                   "first 256 with --quantize int8, which calibrates on them).")
+              help="Real uint8 images for the parity check: a .npy/.npz or a folder of image files (8, evenly "
+                   "spaced).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing version.")
 @click.option("--quantize", type=click.Choice(["int8", "dynamic_int8"]), default=None,
-              help="LiteRT: int8 weights and activations, calibrated on --samples (its first 256 images), or "
+              help="LiteRT: int8 weights and activations, calibrated on --calibration (else --samples), or "
                    "dynamic_int8 (weights only, slower); reports the accuracy change instead of parity.")
+@click.option("--calibration", type=click.Path(exists=True), default=None,
+              help="With --quantize int8: images of your data to set the activation ranges (.npy/.npz or a folder; "
+                   "256 of them, evenly spaced); default: --samples, read the same way.")
 @click.option("--input-size", type=(click.IntRange(min=1), click.IntRange(min=1)), default=None,
               metavar="H W", help="LiteRT: the fixed height and width of a segmenter that takes any size.")
-def export_cmd(source, formats, out, stage, name, version, opset, samples, overwrite, quantize, input_size):
+def export_cmd(source, formats, out, stage, name, version, opset, samples, overwrite, quantize, calibration,
+               input_size):
     """Export SOURCE (a .keras model or a run directory) for serving, verified.
 
     \b
@@ -264,19 +268,26 @@ def export_cmd(source, formats, out, stage, name, version, opset, samples, overw
       skipae export runs/quickstart --out exported
       skipae export runs/cifar10 --stage pretrain --format onnx --out exported
       skipae export runs/cifar10 --format litert --out exported
-      skipae export runs/cifar10 --format litert --quantize int8 --samples images/ --out exported
+      skipae export runs/cifar10 --format litert --quantize int8 --calibration train/ --out exported
       skipae export model.keras --format savedmodel --out models --name cifar10 --samples images/
     Every export is loaded back and compared with the Keras model; a mismatch
     fails the export with the figures and writes nothing.
     """
     from . import export as exporter
 
-    limit = exporter.CALIBRATION_LIMIT if quantize == "int8" else 8
-    sample_images = exporter.load_sample_images(samples, limit=limit) if samples else None
+    sample_images = exporter.load_sample_images(samples) if samples else None
+    if calibration and quantize != "int8":
+        raise click.UsageError("--calibration is for --quantize int8")
+    calibration_path = calibration or (samples if quantize == "int8" else None)
+    calibration_images = (exporter.load_sample_images(calibration_path, limit=exporter.CALIBRATION_LIMIT)
+                          if calibration_path else None)
+    if quantize == "int8" and not calibration:
+        click.echo("int8 calibrated on --samples: the accuracy change below is measured on images the calibration "
+                   "saw; give --calibration (other images of your data) for a fair figure")
     results = exporter.export_model(
         source, out, [f.strip() for f in formats.split(",") if f.strip()], stage=stage, name=name,
         version=version, opset=opset, overwrite=overwrite, sample_images=sample_images,
-        input_size=input_size, quantize=quantize,
+        input_size=input_size, quantize=quantize, calibration_images=calibration_images,
     )
     for result in results:
         click.echo(str(result))

@@ -79,7 +79,9 @@ def test_profile_step_benchmark_smoke(tmp_path):
     for kind in ("autoencoder", "classifier"):
         summary = figures["kinds"][kind]
         assert summary["ms_per_step"] > 0 and abs(sum(summary["phases"].values()) - 1) < 1e-6
-        assert summary["phases"]["backward"] > 0 and summary["op_types"], kind
+        assert summary["op_types"], kind
+        for part in ("forward", "backward", "optimizer"):
+            assert summary["phases"][part] > 0, (kind, part)
     # the auto-encoder's training metrics (PSNR, SSIM) are told apart from its forward pass
     assert figures["kinds"]["autoencoder"]["phases"]["metrics"] > 0
 
@@ -95,3 +97,19 @@ def test_torch_compare_benchmark_smoke(tmp_path):
         assert "PyTorch is not installed" in result.stdout
     else:
         assert {"torch", "torch_cl"} <= set(figures["sides"]) and "keras/torch" in figures["ratios"]
+
+
+def test_profile_step_tells_the_phases_of_a_step_apart():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from profile_step import phase
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    prefix = "while/body/_1/while/cond/then/_291/while/cond/StatefulPartitionedCall/"
+    assert phase(prefix + "autoencoder_1/encoder_conv1_act_1/Relu") == "forward"
+    assert phase(prefix + "gradient_tape/autoencoder_1/encoder_conv3_1/convolution/Conv2DBackpropInput") == "backward"
+    assert phase(prefix + "compile_loss/mse_loss/Mean") == "loss"
+    assert phase(prefix + "SSIM/depthwise_2") == "metrics"
+    assert phase(prefix + "compile_metrics/psnr/AssignAddVariableOp") == "metrics"
+    assert phase(prefix + "adam/AssignSubVariableOp_3") == "optimizer"
+    assert phase("IteratorGetNext") == "other"

@@ -202,8 +202,21 @@ def test_litert_int8_runs_every_convolution_in_int8_calibrated_on_images(samples
     assert report["quantize"] == "int8" and report["calibration_images"] == 40 and report["parity"] is None
     change = result.accuracy_change
     assert 0 < change.value("reconstruction", "mean_abs_diff") < 20  # pixel units: changed, a little
-    # sample images alone calibrate too
-    assert export.litert(model, tmp_path / "ae_samples.tflite", sample_images=samples, quantize="int8").path.exists()
+    # sample images alone calibrate too, and the report says the change was measured on them
+    alone = export.litert(model, tmp_path / "ae_samples.tflite", sample_images=samples, quantize="int8")
+    assert json.loads(alone.report_path.read_text())["calibrated_on"].startswith("sample_images")
+    with pytest.raises(ValueError, match="calibration_images are for quantize='int8'"):
+        export.litert(model, tmp_path / "dyn.tflite", quantize="dynamic_int8", calibration_images=calibration)
+
+
+def test_sample_and_calibration_images_are_spread_over_the_set(tmp_path):
+    """A set sorted by class gives images of every class, not of the first: evenly spaced indices."""
+    labels = np.repeat(np.arange(10), 30).astype(np.uint8)  # 300 images, sorted by class
+    images = np.broadcast_to(labels[:, None, None, None], (300, 4, 4, 1)).copy()
+    np.save(tmp_path / "sorted.npy", images)
+    picked = export.load_sample_images(tmp_path / "sorted.npy", limit=10)
+    assert sorted(int(v) for v in picked[:, 0, 0, 0]) == list(range(10))
+    assert len(export.load_sample_images(tmp_path / "sorted.npy", limit=500)) == 300
 
 
 def test_cli_exports_litert(models, tmp_path, samples):
@@ -255,8 +268,16 @@ def test_cli_quantized_litert_reports_its_accuracy_change(models, tmp_path, samp
     assert result.exit_code == 0, result.output
     report = json.loads((out / "litert" / "classifier" / "1" / "model.export_report.json").read_text())
     assert "dynamic_int8" in json.dumps(report)
-    result = CliRunner().invoke(cli, ["export", str(run), "--format", "litert", "--quantize", "int8",
-                                      "--out", str(out), "--samples", str(tmp_path / "samples.npy")])
+    # int8: 256 evenly spaced images of --calibration set the ranges; the parity samples stay 8
+    many = np.random.default_rng(1).integers(0, 256, (300, *samples.shape[1:]), dtype=np.uint8)
+    np.save(tmp_path / "many.npy", many)
+    result = CliRunner().invoke(cli, ["export", str(run), "--format", "litert", "--quantize", "int8", "--out", str(out),
+                                      "--samples", str(tmp_path / "many.npy"), "--calibration", str(tmp_path / "many.npy")])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "litert" / "classifier" / "2" / "model.export_report.json").read_text())
-    assert report["quantize"] == "int8" and report["calibration_images"] == len(samples)
+    assert report["quantize"] == "int8" and report["calibration_images"] == export.CALIBRATION_LIMIT
+    assert report["calibrated_on"] == "calibration_images"
+    assert any(m["inputs"].startswith("8 sample images") for m in report["accuracy_change"]["measures"])
+    refused = CliRunner().invoke(cli, ["export", str(run), "--format", "litert", "--quantize", "dynamic_int8",
+                                       "--out", str(out), "--calibration", str(tmp_path / "many.npy")])
+    assert refused.exit_code != 0 and "--calibration is for --quantize int8" in refused.output

@@ -44,7 +44,7 @@ import tensorflow as tf
 from ..atomic import write_json_atomic
 from ..extras import require
 from ..kinds import KINDS as REGISTRY
-from .parity import ParityRunner, check_images, prepare_samples
+from .parity import ParityRunner, check_images, prepare_samples, spread
 from .reports import ExportError, ExportResult, ParityError, export_report, report_beside
 from .serving import INPUT_NAME, SIGNATURE_PIXELS, SIGNATURES, ServingModule, model_info, signature_spec
 from .staging import Staging, check_name, check_version, next_version, recover_directory, refuse_existing
@@ -179,7 +179,8 @@ def _calibration_inputs(model, signature: str, quantize: str | None, calibration
             "(or sample_images=; on the command line --samples), a few hundred uint8 images [N, H, W, C]; "
             "or use quantize='dynamic_int8', which needs none and runs slower"
         )
-    images = np.asarray(calibration_images)[:CALIBRATION_LIMIT]
+    images = np.asarray(calibration_images)
+    images = images[spread(len(images), CALIBRATION_LIMIT)]  # evenly spaced: every class, not the first
     if images.dtype != np.uint8:
         raise ValueError(f"calibration_images must be uint8 pixels 0..255, got {images.dtype}")
     _, arch = model_info(model)
@@ -234,7 +235,7 @@ def litert(
         final, what = target / name / str(version), "another version"
     refuse_existing(final, overwrite, what)
     samples = litert_samples(model, sample_images, size)
-    calibration = litert_calibration(model, quantize, calibration_images, samples, size)
+    calibration, calibrated_on = litert_calibration(model, quantize, calibration_images, samples, size)
     with Staging(overwrite) as staging:
         if final.suffix == ".tflite":
             tmp, tmp_report = staging.stage(final), staging.stage(litert_report_path(final))
@@ -245,7 +246,7 @@ def litert(
             model_file = final / MODEL_FILE
             tmp, tmp_report = tmp_dir / MODEL_FILE, tmp_dir / litert_report_path(model_file).name
         result = stage_litert(model, tmp, tmp_report, model_file, signature, size, quantize, samples, seed,
-                              calibration)
+                              calibration, calibrated_on)
         result.name, result.version = name, version
         staging.commit()
     return result
@@ -261,12 +262,18 @@ def litert_samples(model, sample_images, input_size: tuple):
 
 def litert_calibration(model, quantize: str | None, calibration_images, samples, input_size: tuple):
     """The images ``int8`` calibrates on (``calibration_images``, else the checked ``samples``), checked against
-    the LiteRT graph's size; None for the other modes. Refused before anything is staged when missing."""
+    the LiteRT graph's size, and where they came from; ``(None, None)`` for the other modes. Refused before
+    anything is staged when missing, or when given for a mode that does not calibrate."""
     if quantize != "int8":
-        return None
-    images = samples if calibration_images is None else litert_samples(model, calibration_images, input_size)
+        if calibration_images is not None:
+            raise ValueError(f"calibration_images are for quantize='int8'; quantize={quantize!r} does not calibrate")
+        return None, None
+    if calibration_images is None:
+        images, source = samples, "sample_images (the accuracy change is measured on images the calibration saw)"
+    else:
+        images, source = litert_samples(model, calibration_images, input_size), "calibration_images"
     _calibration_inputs(model, SIGNATURE_PIXELS, quantize, images)  # raises when there are none
-    return images
+    return images, source
 
 
 def _check_options(signature: str, quantize: str | None) -> None:
@@ -277,7 +284,8 @@ def _check_options(signature: str, quantize: str | None) -> None:
 
 
 def stage_litert(model, tmp: Path, tmp_report: Path, final: Path, signature: str, input_size: tuple,
-                 quantize: str | None, samples, seed, calibration=None) -> ExportResult:
+                 quantize: str | None, samples, seed, calibration=None, calibrated_on: str | None = None
+                 ) -> ExportResult:
     """Convert and verify the LiteRT model into ``tmp`` (its report into ``tmp_report``); moves nothing."""
     kind, arch = model_info(model)
     content = convert(model, signature, input_size, quantize, calibration)
@@ -298,6 +306,7 @@ def stage_litert(model, tmp: Path, tmp_report: Path, final: Path, signature: str
         versions=versions, accuracy_change=change, signature=signature, input_size=list(input_size),
         quantize=quantize, size_bytes=len(content),
         calibration_images=None if calibration is None else min(len(calibration), CALIBRATION_LIMIT),
+        calibrated_on=calibrated_on,
     )
     write_json_atomic(tmp_report, report)
     return ExportResult(

@@ -100,7 +100,10 @@ def export_model(
     if "litert" in formats:
         litert_size = litert_input_size(model, input_size)
         litert_images = litert_samples(model, sample_images, litert_size)
-        calibration = litert_calibration(model, quantize, calibration_images, litert_images, litert_size)
+        calibration, calibrated_on = litert_calibration(model, quantize, calibration_images, litert_images,
+                                                        litert_size)
+    elif calibration_images is not None:
+        raise ValueError("calibration_images are for the litert format with quantize='int8'")
     # every format is built and verified beside its destination first; only when all passed are they
     # renamed into place, together (a failure anywhere leaves no new version of any format)
     results = []
@@ -121,7 +124,7 @@ def export_model(
                 model_file = final / LITERT_FILE
                 result = stage_litert(
                     model, tmp / model_file.name, tmp / litert_report_path(model_file).name, model_file,
-                    SIGNATURE_PIXELS, litert_size, quantize, litert_images, None, calibration,
+                    SIGNATURE_PIXELS, litert_size, quantize, litert_images, None, calibration, calibrated_on,
                 )
             result.version, result.name = version, name
             results.append(result)

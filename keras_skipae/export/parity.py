@@ -119,8 +119,17 @@ def prepare_samples(sample_images, spec: dict):
         raise ValueError(f"sample_images do not fit the model: {exc}") from None
 
 
+def spread(n: int, limit: int) -> np.ndarray:
+    """``min(n, limit)`` indices evenly spaced over ``range(n)`` (all of them when ``n <= limit``): a folder
+    sorted by class, or an array sorted by label, gives images of every class, not of the first."""
+    if n <= limit:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+
+
 def load_sample_images(path: str | os.PathLike, limit: int = 8) -> np.ndarray:
-    """Up to ``limit`` uint8 images from a ``.npy``/``.npz`` array or a folder of image files.
+    """Up to ``limit`` uint8 images from a ``.npy``/``.npz`` array or a folder of image files, evenly spaced
+    over the array or the sorted file list.
 
     Folder images must share one size; they are decoded with ``tf.io.decode_image``.
 
@@ -131,12 +140,14 @@ def load_sample_images(path: str | os.PathLike, limit: int = 8) -> np.ndarray:
         data = np.load(path)
         if path.suffix == ".npz":
             data = data["images"] if "images" in data.files else data[data.files[0]]
-        return np.asarray(data)[:limit]
+        data = np.asarray(data)
+        return data[spread(len(data), limit)]
     if not path.is_dir():
         raise FileNotFoundError(f"sample images {path}: expected a .npy/.npz file or a folder of images")
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif"))[:limit]
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif"))
     if not files:
         raise FileNotFoundError(f"no .png/.jpg/.bmp/.gif images under {path}")
+    files = [files[i] for i in spread(len(files), limit)]
     images = [tf.io.decode_image(p.read_bytes(), expand_animations=False).numpy() for p in files]
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
