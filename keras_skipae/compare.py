@@ -297,13 +297,26 @@ def compare_runs(run_dirs, pairs: list[tuple[str, str]] | None = None) -> Compar
     runs = [RunDir(p) for p in expand_runs(run_dirs)] if run_dirs else []
     if not runs:
         raise RunError("compare: give at least one finished run directory")
+    paths = [r.path.resolve() for r in runs]
+    repeated = sorted({str(p) for p in paths if paths.count(p) > 1})
+    if repeated:
+        raise RunError(f"compare: {', '.join(repeated)} given more than once (a parent folder and one of its "
+                       "seed_S runs?); each run counts once")
     seeds = [_seed_of(r, i) for i, r in enumerate(runs)]
+    twice = {s: [str(r.path) for r, t in zip(runs, seeds) if t == s] for s in seeds if seeds.count(s) > 1}
+    if twice:
+        raise RunError(f"compare: seeds repeated across runs {twice}: the same seed draws the same split and "
+                       "noise, so those runs are not independent; compare runs of distinct seeds")
     finished = [r.stages() for r in runs]
     for r, stages in zip(runs, finished):
         if not stages:
             raise RunError(f"{r.path}: no finished stage to compare (is the run complete?)")
     # with pairs named, only their stages must be in every run (runs of two recipes that share them compare)
     required = set(finished[0]) if pairs is None else {s for pair in pairs for s in pair}
+    anywhere = set().union(*finished)
+    unknown = sorted(required - anywhere)
+    if unknown:
+        raise RunError(f"compare: no stage {', '.join(map(repr, unknown))} in any run; stages: {', '.join(sorted(anywhere))}")
     names = [s for s in finished[0] if all(s in f for f in finished)]
     missing = {str(r.path): sorted(required - set(f)) for r, f in zip(runs, finished) if required - set(f)}
     if missing:

@@ -190,3 +190,12 @@ def test_named_pairs_compare_runs_of_two_recipes_that_share_those_stages(tmp_pat
         compare_runs([search, confirm])
     with pytest.raises(ValueError, match="runs lack stages others finished.*other"):
         compare_runs([search, confirm], pairs=[("other", "scratch")])
+    with pytest.raises(ValueError, match="no stage 'scratc' in any run; stages: ft, other, scratch"):
+        compare_runs([search, confirm], pairs=[("ft", "scratc")])
+    # the same run twice, or two runs of one seed, would count a seed twice and narrow the interval
+    with pytest.raises(ValueError, match="given more than once"):
+        compare_runs([search, search / "seed_1"], pairs=[("ft", "scratch")])
+    again = _fake_runs(tmp_path / "again", {"ft": ("classifier", {"accuracy": [0.8] * 3}),
+                                            "scratch": ("classifier", {"accuracy": [0.79] * 3})}, ["ft", "scratch"])
+    with pytest.raises(ValueError, match="seeds repeated across runs"):
+        compare_runs([search, again], pairs=[("ft", "scratch")])
