@@ -42,6 +42,15 @@ def test_palette_images_count_the_channels_they_decode_to(tmp_path, fmt, palette
         image.putpalette([c for rgb in colours for c in rgb] + [0] * (3 * 240))
         image.save(folder / f"{i}.{fmt}")
     decoded = data.load(f"folder:{tmp_path / 't'}", "train")
+    from keras_skipae.data.headers import header_shape
+    loads = []
+    original = Image.Image.load
+    try:  # the listing reads headers and palettes only: no pixel is decoded
+        Image.Image.load = lambda self, *a, **k: (loads.append(self), original(self, *a, **k))[1]
+        shape, problem = header_shape(str(folder / f"0.{fmt}"))
+    finally:
+        Image.Image.load = original
+    assert problem is None and shape == decoded.info.image_shape and not loads
     streamed = data.load(f"folder:{tmp_path / 't'}", "train", stream_above=0)
     assert decoded.info.channels == (1 if palette == "grey" and fmt == "gif" else 3)
     assert streamed.info.channels == decoded.info.channels and streamed.info.image_shape == decoded.info.image_shape

@@ -170,8 +170,16 @@ def _pillow():
 
 
 def _grey_palette(im) -> bool:
-    palette = im.getpalette() or []
-    rgb = np.asarray(palette[: len(palette) // 3 * 3]).reshape(-1, 3)
+    """Whether every colour of ``im``'s palette is a grey, read from the palette Pillow parsed with the header
+    (``im.getpalette()`` would decode the pixels first, which the header-only listing must not)."""
+    palette = getattr(im, "palette", None)
+    if palette is not None and getattr(palette, "mode", None) in ("RGB", "RGBA"):
+        bands = len(palette.mode)
+        values = np.frombuffer(bytes(palette.palette), np.uint8)
+        rgb = values[: len(values) // bands * bands].reshape(-1, bands)[:, :3]
+    else:
+        values = im.getpalette() or []
+        rgb = np.asarray(values[: len(values) // 3 * 3]).reshape(-1, 3)
     return bool((rgb == rgb[:, :1]).all())
 
 
