@@ -6,12 +6,16 @@ batch 64, Adam, MSE, float32, on in-memory random images (the input pipeline
 is not what is measured). The PyTorch model is built by walking the Keras
 model's graph layer by layer (Conv2D -> ``nn.Conv2d``, Conv2DTranspose ->
 ``nn.ConvTranspose2d``, Add, ReLU, the masking corruption), and the two
-parameter counts must agree, so both sides train the same network. PyTorch
-runs channels-first (its default) and channels-last.
+parameter counts and every layer's output shape must agree, so both sides
+train the same network (same layers, shapes and arithmetic; PyTorch pads a
+stride-2 convolution one pixel on each side where TensorFlow's ``same`` pads
+the bottom and right, which moves no work). PyTorch runs channels-first (its
+default) and channels-last.
 
 Sides, each in a fresh process per repeat, repeats alternating side by side
 (trainer, keras, torch, torch channels-last, trainer, ...): one warm-up epoch,
-then ``--images`` images timed. Reported per side: median images/s over the
+then ``--images`` images timed (for the Keras sides from the second epoch's
+start to the end of training, so every callback's epoch-end work counts). Reported per side: median images/s over the
 repeats, the range and spread ((max - min) / median), and the ratio of each
 Keras side to PyTorch eager (channels-first) per repeat and of the medians.
 Each timed run also records the share of CPU time the hypervisor took from
@@ -68,34 +72,35 @@ def _images(preset: str, n: int):
 
 # ------------------------------------------------------------------------------ Keras sides
 def time_keras(preset: str, images: int, trainer: bool) -> float:
+    """Images/second of the second of two epochs, timed from its start to the end of training, so that the
+    epoch-end work of every callback (the trainer's checkpoints and logs run after this one's) counts."""
+    import tempfile
+
     import keras
     import tensorflow as tf
 
     import keras_skipae as ks
 
     x = _images(preset, images)
+    marks = {}
+    timer = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: marks.setdefault("start", time.perf_counter()) if epoch == 1 else None,
+        on_train_end=lambda logs: marks.setdefault("end", time.perf_counter()))
     if trainer:
-        import tempfile
-
         from keras_skipae import train
         t = train.Trainer(seed=0)
         with t.scope():
             model = ks.build("autoencoder", preset)
         ds = tf.data.Dataset.from_tensor_slices((x, x)).batch(BATCH).cache().prefetch(2)
-        marks = []
-        timer = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: marks.append(time.perf_counter()),
-                                               on_epoch_end=lambda e, logs: marks.append(time.perf_counter()))
         with tempfile.TemporaryDirectory() as run_dir:
             t.fit(model, ds, epochs=2, optimizer="adam", run_dir=run_dir, stage="bench", verbose=0, callbacks=[timer])
-        return images / (marks[3] - marks[2])
-    keras.utils.set_random_seed(0)
-    model = ks.build("autoencoder", preset)
-    model.compile("adam", "mse")
-    xt = tf.constant(x)
-    model.fit(xt, xt, batch_size=BATCH, epochs=1, verbose=0)
-    start = time.perf_counter()
-    model.fit(xt, xt, batch_size=BATCH, epochs=1, verbose=0)
-    return images / (time.perf_counter() - start)
+    else:
+        keras.utils.set_random_seed(0)
+        model = ks.build("autoencoder", preset)
+        model.compile("adam", "mse", jit_compile=False)  # as the trainer compiles on every device
+        xt = tf.constant(x)
+        model.fit(xt, xt, batch_size=BATCH, epochs=2, verbose=0, callbacks=[timer])
+    return images / (marks["end"] - marks["start"])
 
 
 # ------------------------------------------------------------------------------ PyTorch side
@@ -104,7 +109,7 @@ def torch_model(keras_model):
     import torch
     from torch import nn
 
-    layers, order = nn.ModuleDict(), []
+    layers, order, shapes = nn.ModuleDict(), [], {}
     for layer in keras_model.layers:
         kind = type(layer).__name__
         cfg = layer.get_config()
@@ -113,7 +118,10 @@ def torch_model(keras_model):
         if kind == "InputLayer":
             continue
         if kind in ("Conv2D", "Conv2DTranspose"):
-            (k, _), (s, _) = cfg["kernel_size"], cfg["strides"]
+            (k, k2), (s, s2) = cfg["kernel_size"], cfg["strides"]
+            if (k, s) != (k2, s2) or cfg["padding"] != "same" or tuple(cfg.get("dilation_rate", (1, 1))) != (1, 1) \
+                    or cfg.get("groups", 1) != 1:
+                raise ValueError(f"{layer.name}: only square 'same' convolutions without dilation or groups are mapped")
             c_in, c_out = layer.input.shape[-1], cfg["filters"]
             if kind == "Conv2D":
                 module = nn.Conv2d(c_in, c_out, k, stride=s, padding=k // 2, bias=cfg["use_bias"])
@@ -126,6 +134,8 @@ def torch_model(keras_model):
         elif kind == "Activation":
             if cfg["activation"] not in ("relu", "linear"):
                 raise ValueError(f"{layer.name}: activation {cfg['activation']} not mapped")
+        elif kind == "Add" and len(names) != 2:
+            raise ValueError(f"{layer.name}: an Add of {len(names)} inputs is not mapped")
         elif kind not in ("Add", "MaskingCorruption"):
             raise ValueError(f"{layer.name}: layer type {kind} not mapped to PyTorch")
         order.append((layer.name, kind, cfg, names, layer.output.name))
@@ -137,6 +147,7 @@ def torch_model(keras_model):
 
         def forward(self, x):
             values = {keras_model.inputs[0].name: x}
+            shapes.clear()
             for name, kind, cfg, names, out in order:
                 args = [values[n] for n in names]
                 if kind in ("Conv2D", "Conv2DTranspose"):
@@ -148,9 +159,31 @@ def torch_model(keras_model):
                 else:  # masking corruption while training: each pixel zeroed with probability `level`
                     y = args[0] * (torch.rand_like(args[0][:, :1]) >= cfg["level"]) if self.training else args[0]
                 values[out] = y
+                shapes[out] = tuple(y.shape)
             return values[keras_model.outputs[0].name]
 
-    return Net()
+    net = Net()
+    net.shapes = shapes  # each Keras tensor's shape in the last forward pass (NCHW)
+    return net
+
+
+def same_network(keras_model, net) -> None:
+    """Refuses a PyTorch net that is not the Keras model: parameter count and every layer's output shape."""
+    import torch
+
+    n_torch = sum(p.numel() for p in net.parameters())
+    if n_torch != keras_model.count_params():
+        raise RuntimeError(f"not the same network: PyTorch {n_torch} parameters, Keras {keras_model.count_params()}")
+    h, w, c = keras_model.arch.input_shape
+    with torch.no_grad():
+        net.eval()
+        net(torch.zeros(2, c, h, w))
+        net.train()
+    for layer in keras_model.layers[1:]:
+        b, hh, ww, cc = layer.output.shape
+        if net.shapes.get(layer.output.name) != (2, cc, hh, ww):
+            raise RuntimeError(f"not the same network: {layer.name} gives {net.shapes.get(layer.output.name)} in "
+                               f"PyTorch, (2, {cc}, {hh}, {ww}) in Keras")
 
 
 def time_torch(preset: str, images: int, channels_last: bool) -> float:
@@ -161,9 +194,7 @@ def time_torch(preset: str, images: int, channels_last: bool) -> float:
     torch.manual_seed(0)
     keras_model = ks.build("autoencoder", preset)
     net = torch_model(keras_model)
-    n_torch = sum(p.numel() for p in net.parameters())
-    if n_torch != keras_model.count_params():
-        raise RuntimeError(f"not the same network: PyTorch {n_torch} parameters, Keras {keras_model.count_params()}")
+    same_network(keras_model, net)
     x = torch.from_numpy(_images(preset, images)).permute(0, 3, 1, 2).contiguous()
     if channels_last:
         net = net.to(memory_format=torch.channels_last)

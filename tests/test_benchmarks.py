@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -113,3 +115,20 @@ def test_profile_step_tells_the_phases_of_a_step_apart():
     assert phase(prefix + "compile_metrics/psnr/AssignAddVariableOp") == "metrics"
     assert phase(prefix + "adam/AssignSubVariableOp_3") == "optimizer"
     assert phase("IteratorGetNext") == "other"
+
+
+def test_torch_compare_refuses_a_network_that_is_not_the_keras_one():
+    pytest.importorskip("torch")
+    import keras_skipae as ks
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from torch_compare import same_network, torch_model
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    keras_model = ks.build("autoencoder", "tiny")
+    net = torch_model(keras_model)
+    same_network(keras_model, net)  # the same network: passes
+    first = next(m for m in net.modules() if type(m).__name__ == "Conv2d")
+    first.stride = (2, 2)  # same parameters, other shapes
+    with pytest.raises(RuntimeError, match="not the same network"):
+        same_network(keras_model, net)
