@@ -18,51 +18,33 @@ def _python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=300)
 
 
-def test_the_trainer_sizes_tensorflows_pools_and_records_what_it_got():
-    """In a fresh process: the sizes asked for are what TensorFlow reports, and what the record says."""
-    done = _python(
-        "import json, tensorflow as tf\n"
-        "from keras_skipae.train import Trainer\n"
-        "t = Trainer(intra_op_threads=1, inter_op_threads=2)\n"
-        "tf.constant(1.0) + 1.0\n"  # the runtime has started: the sizes hold
-        "print(json.dumps([t.threads, tf.config.threading.get_intra_op_parallelism_threads(),"
-        " tf.config.threading.get_inter_op_parallelism_threads()]))\n"
-        "Trainer(intra_op_threads=1, inter_op_threads=2)\n"  # the same sizes again (another seed): fine
-    )
-    assert done.returncode == 0, done.stderr
-    record, intra, inter = json.loads(done.stdout.strip().splitlines()[-1])
-    assert (intra, inter) == (1, 2)
-    assert record["intra_op_threads"] == 1 and record["inter_op_threads"] == 2 and record["cpus"] >= 1
-    assert record["requested"] == {"intra_op": 1, "inter_op": 2}
-
-
-def test_auto_leaves_the_pools_as_the_process_set_them():
-    """auto neither resets a size set before (by the user, or an earlier recipe in the same process) nor fails
-    once TensorFlow runs: a second run, or skipae evaluate after a run, in one process."""
+def test_the_trainer_sizes_the_pools_keeps_what_auto_leaves_and_refuses_a_change_after_start():
+    """In one fresh process (TensorFlow starts once): a size set before is kept by auto, an integer is set
+    and read back; after the runtime starts the same sizes again (another seed, skipae evaluate) are fine,
+    and another size is refused with what to do."""
     done = _python(
         "import json, tensorflow as tf\n"
         "tf.config.threading.set_intra_op_parallelism_threads(1)\n"
         "from keras_skipae.train import Trainer\n"
-        "t = Trainer()\n"
-        "tf.constant(1.0) + 1.0\n"
-        "again = Trainer()\n"
-        "print(json.dumps([tf.config.threading.get_intra_op_parallelism_threads(), again.threads]))\n"
+        "t = Trainer(inter_op_threads=2)\n"
+        "tf.constant(1.0) + 1.0\n"  # the runtime has started: the sizes hold
+        "again, auto = Trainer(inter_op_threads=2), Trainer()\n"
+        "try:\n"
+        "    Trainer(intra_op_threads=3)\n"
+        "    refused = ''\n"
+        "except RuntimeError as exc:\n"
+        "    refused = str(exc)\n"
+        "print(json.dumps([t.threads, auto.threads, tf.config.threading.get_intra_op_parallelism_threads(),"
+        " tf.config.threading.get_inter_op_parallelism_threads(), refused]))\n"
     )
     assert done.returncode == 0, done.stderr
-    intra, record = json.loads(done.stdout.strip().splitlines()[-1])
-    assert intra == 1 and record["intra_op_threads"] == 1 and record["requested"]["intra_op"] == "auto"
-
-
-def test_other_sizes_after_tensorflow_started_are_refused_with_what_to_do():
-    done = _python(
-        "import tensorflow as tf\n"
-        "tf.constant(1.0) + 1.0\n"
-        "from keras_skipae.train import Trainer\n"
-        "Trainer(intra_op_threads=1, inter_op_threads=1)\n"
-    )
-    assert done.returncode != 0
-    assert "TensorFlow already started in this process" in done.stderr
-    assert "create the Trainer before any other TensorFlow work" in done.stderr
+    record, auto, intra, inter, refused = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (intra, inter) == (1, 2)
+    assert record["intra_op_threads"] == 1 and record["inter_op_threads"] == 2 and record["cpus"] >= 1
+    assert record["requested"] == {"intra_op": "auto", "inter_op": 2}
+    assert auto["intra_op_threads"] == 1 and auto["requested"] == {"intra_op": "auto", "inter_op": "auto"}
+    assert "TensorFlow already started in this process" in refused
+    assert "create the Trainer before any other TensorFlow work" in refused
 
 
 def _raw(tmp_path, **trainer):
