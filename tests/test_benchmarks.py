@@ -54,12 +54,15 @@ def test_input_pipeline_benchmark_smoke(tmp_path):
 
 def test_train_throughput_benchmark_smoke(tmp_path):
     out = tmp_path / "train.json"
-    result = _smoke("train_throughput.py", "--out", str(out), cwd=tmp_path)
+    # float32 only: mixed_bfloat16 is emulated, and slow, on CPUs without native bfloat16 (its path is the
+    # same trainer with another policy, which tests/test_train.py covers)
+    result = _smoke("train_throughput.py", "--precision", "float32", "--out", str(out), cwd=tmp_path)
     assert "smoke run: figures are not measurements" in result.stdout
     figures = json.loads(out.read_text())
     assert figures["smoke"] and figures["matmul_gflops"] > 0 and figures["source"].startswith("folder:")
     rates = figures["images_per_second"]
-    assert rates["trainer/float32"] > 0 and rates["handwritten/float32"] > 0 and rates["trainer/mixed_bfloat16"] > 0
+    assert rates["trainer/float32"] > 0 and rates["handwritten/float32"] > 0
+    assert figures["range"]["trainer/float32"]["min"] > 0 and len(figures["paired_ratios_float32"]) >= 1
     assert figures["ratio_float32"] > 0 and figures["peak_rss_mib"]["trainer/float32"] > 0
 
 
