@@ -189,6 +189,7 @@ def test_a_recipe_runs_mirrored_over_two_logical_cpus(tmp_path):
     assert env["replicas"] == 2 and env["strategy"] == "mirrored"
 
 
+@pytest.mark.slow  # a known limitation pinned as a strict xfail: make test-slow checks it still fails
 @pytest.mark.xfail(strict=True, reason=(
     "train.Trainer.fit: under an explicit strategy (one_device, mirrored) Keras's symbolic build draws one batch "
     "from the training pipeline before epoch 1 (TensorFlowTrainer._maybe_symbolic_build), so the pipeline's "
