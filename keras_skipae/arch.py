@@ -51,8 +51,8 @@ def parse_corruption(text: str | None) -> tuple[str, float] | None:
     """
     if text is None or text.strip() in ("", "none"):
         return None
-    kind, _, level = text.strip().partition(":")
-    if kind not in CORRUPTIONS or kind == "none":
+    mode, _, level = text.strip().partition(":")
+    if mode not in CORRUPTIONS or mode == "none":
         raise ValueError(f"corruption {text!r}: the kind must be one of {', '.join(c for c in CORRUPTIONS if c != 'none')}"
                          " (or 'none'), as KIND:LEVEL, e.g. masking:0.25")
     try:
@@ -60,7 +60,7 @@ def parse_corruption(text: str | None) -> tuple[str, float] | None:
     except ValueError:
         raise ValueError(f"corruption {text!r}: the level {level!r} is not a number; expected KIND:LEVEL such as "
                          "masking:0.25") from None
-    return kind, value
+    return mode, value
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from .arch import MODEL_KINDS
 from .models.autoencoder import SkipAutoEncoder
@@ -63,6 +64,28 @@ KINDS: dict[str, KindSpec] = {
                           _metrics.segmentation_metrics, _metrics.logits_loss, any_size=True),
 }
 assert tuple(KINDS) == MODEL_KINDS, "kinds.KINDS and arch.ModelKind must name the same kinds"
+
+#: the recipe's stage kinds: a ``pretrain`` stage trains an auto-encoder, a ``finetune`` stage the recipe's
+#: classifier or segmenter (each :attr:`KindSpec.stage`), an ``evaluate`` stage scores a model and trains nothing
+StageKind = Literal["pretrain", "finetune", "evaluate"]
+STAGE_KINDS = get_args(StageKind)
+assert {spec.stage for spec in KINDS.values()} < set(STAGE_KINDS), "every model kind is trained by a stage kind"
+
+
+def is_pretrain_stage(kind: str) -> bool:
+    """Whether a recipe stage of ``kind`` pre-trains an auto-encoder."""
+    return kind == "pretrain"
+
+
+def is_finetune_stage(kind: str) -> bool:
+    """Whether a recipe stage of ``kind`` trains the recipe's classifier or segmenter."""
+    return kind == "finetune"
+
+
+def is_evaluate_stage(kind: str) -> bool:
+    """Whether a recipe stage of ``kind`` only evaluates a model."""
+    return kind == "evaluate"
+
 
 #: names written to metrics.json, per model kind
 METRIC_NAMES = {name: spec.metrics for name, spec in KINDS.items()}

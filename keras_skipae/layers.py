@@ -25,7 +25,7 @@ def _per_channel(values):
     return [float(v) for v in np.ravel(values)]
 
 
-def apply_corruption(x, kind, level, low, high, uniform, normal, block=4):
+def apply_corruption(x, mode, level, low, high, uniform, normal, block=4):
     """Corrupt a batch ``x`` of shape (batch, height, width, channels).
 
     ``low``/``high`` are per-channel values of a black and a white pixel in the
@@ -34,15 +34,15 @@ def apply_corruption(x, kind, level, low, high, uniform, normal, block=4):
     ``block_noise``. Shared by the corruption layers and by input pipelines that
     corrupt data outside the model.
     """
-    return corrupt_with_mask(x, kind, level, low, high, uniform, normal, block)[0]
+    return corrupt_with_mask(x, mode, level, low, high, uniform, normal, block)[0]
 
 
-def corrupt_with_mask(x, kind, level, low, high, uniform, normal, block=4):
+def corrupt_with_mask(x, mode, level, low, high, uniform, normal, block=4):
     """:func:`apply_corruption` that also returns which pixels it corrupted: ``(corrupted, mask)``.
 
     ``mask`` is (batch, height, width, 1) in ``x``'s dtype, 1 where a pixel was
     corrupted (every pixel for gaussian noise), 0 elsewhere; None when nothing
-    was corrupted (``kind="none"`` or ``level=0``).
+    was corrupted (``mode="none"`` or ``level=0``).
 
     Pixel kinds (``masking``, ``salt_pepper``) hit single pixels, all channels
     together; block kinds cover a fraction ``level`` of a grid of
@@ -50,26 +50,26 @@ def corrupt_with_mask(x, kind, level, low, high, uniform, normal, block=4):
     batch, and fill them with black (``block_masking``) or uniform noise
     between black and white (``block_noise``).
     """
-    if kind == "none" or level == 0:
+    if mode == "none" or level == 0:
         return x, None
     dtype = x.dtype
     low = ops.cast(ops.convert_to_tensor(low), dtype)
     high = ops.cast(ops.convert_to_tensor(high), dtype)
     shape = ops.shape(x)
-    if kind == "gaussian":
+    if mode == "gaussian":
         noisy = x + ops.cast(level, dtype) * (high - low) * ops.cast(normal(shape), dtype)
         return noisy, ops.ones((shape[0], shape[1], shape[2], 1), dtype)
     pixel_shape = (shape[0], shape[1], shape[2], 1)
-    if kind in ("block_masking", "block_noise"):
+    if mode in ("block_masking", "block_noise"):
         hit = _block_mask(shape, int(block), level, uniform, dtype)
-    elif kind in ("masking", "salt_pepper"):
+    elif mode in ("masking", "salt_pepper"):
         hit = ops.cast(uniform(pixel_shape) < level, dtype)
     else:
-        raise ValueError(f"unknown corruption {kind!r}; expected none, gaussian, masking, salt_pepper, "
+        raise ValueError(f"unknown corruption {mode!r}; expected none, gaussian, masking, salt_pepper, "
                          "block_masking or block_noise")
-    if kind in ("masking", "block_masking"):
+    if mode in ("masking", "block_masking"):
         value = low
-    elif kind == "salt_pepper":
+    elif mode == "salt_pepper":
         salt = ops.cast(uniform(pixel_shape) < 0.5, dtype)
         value = salt * high + (1 - salt) * low
     else:  # block_noise: every channel of a covered pixel uniform between black and white

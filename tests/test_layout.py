@@ -9,6 +9,7 @@ recipe runner, the tuner or the command line.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,16 @@ def _graph() -> dict[str, set[str]]:
 def test_no_module_is_over_500_lines():
     long = {name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines (cut them along their jobs): {long}"
+
+
+def test_kind_comparisons_live_only_in_the_kind_registry():
+    """A branch on a model kind (``kind == "segmenter"``) belongs in kinds.py's registry, so that adding a kind
+    is one entry there; other modules ask the registry (or the stage's ``is_pretrain`` ...) instead."""
+    pattern = re.compile(r"kind\s*[!=]=")
+    found = [f"{path.relative_to(PACKAGE.parent)}:{n}: {line.strip()}"
+             for name, path in _modules().items() if name != "keras_skipae.kinds"
+             for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not found, "kind comparisons outside keras_skipae/kinds.py:\n" + "\n".join(found)
 
 
 def test_there_are_no_import_cycles():

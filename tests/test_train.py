@@ -200,6 +200,10 @@ def test_schedules_warm_up_then_decay():
     assert float(cosine(0)) == pytest.approx(0.1)
     assert float(cosine(50)) == pytest.approx(0.05, abs=1e-6)
     assert float(cosine(100)) == pytest.approx(0.0, abs=1e-7)
+    constant = train.WarmupSchedule(0.1, total_steps=100, warmup_steps=10, kind="constant")
+    assert float(constant(5)) == pytest.approx(0.06) and float(constant(99)) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="unknown kind 'linear'; expected one of constant, step, cosine"):
+        train.WarmupSchedule(0.1, total_steps=100, kind="linear")
     opt = train.make_optimizer({"name": "sgd", "learning_rate": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
                                 "schedule": "cosine", "warmup_epochs": 1}, steps_per_epoch=10, epochs=5)
     assert isinstance(opt, keras.optimizers.SGD) and opt.momentum == 0.9 and opt.weight_decay == 5e-4

@@ -28,17 +28,17 @@ BINARY_MAP = {255: 1}
 # ----------------------------------------------------------------------------------- labels
 def label_ids(targets: np.ndarray, where: str, what: str = "labels") -> np.ndarray:
     """``targets`` as int64 class ids, refusing strings, non-finite and non-integral values."""
-    kind = targets.dtype.kind
-    if kind in "USO":
+    dtype_code = targets.dtype.kind
+    if dtype_code in "USO":
         sample = ", ".join(repr(str(v)) for v in np.unique(targets.reshape(-1)[:1000].astype(str))[:5])
         raise DataError(
             f"{where}: {what} are strings (e.g. {sample}); expected integer class ids 0..K-1. Number the "
             "names first, e.g. class_names = sorted(set(names)); ids = [class_names.index(n) for n in names], "
             "and pass class_names= to keep the names"
         )
-    if kind == "b":
+    if dtype_code == "b":
         return targets.astype(np.int64)
-    if kind == "f":
+    if dtype_code == "f":
         finite = np.isfinite(targets)
         if not finite.all():
             raise DataError(f"{where}: {int((~finite).sum())} {what} are NaN or infinite; expected integer class ids")
@@ -50,7 +50,7 @@ def label_ids(targets: np.ndarray, where: str, what: str = "labels") -> np.ndarr
                 "class ids. Rounding or truncating would change classes silently: fix the values first"
             )
         return targets.astype(np.int64)
-    if kind in "iu":
+    if dtype_code in "iu":
         return targets.astype(np.int64)
     raise DataError(f"{where}: {what} of dtype {targets.dtype}; expected integer class ids")
 

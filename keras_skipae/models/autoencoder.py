@@ -43,7 +43,7 @@ def build_decoder(graph, arch: Arch, taps: list | None = None):
         prev = ops[pos - 1] if pos > 0 else None
         last = prev is None
         out_channels = arch.channels if last else op.in_channels
-        name = f"{DECODER_PREFIX}{'deconv' if op.kind == 'conv' else 'unpool'}{op.index or pos + 1}"
+        name = f"{DECODER_PREFIX}{'deconv' if op.is_conv else 'unpool'}{op.index or pos + 1}"
         if last:
             x = keras.layers.Conv2DTranspose(
                 out_channels,
@@ -56,7 +56,7 @@ def build_decoder(graph, arch: Arch, taps: list | None = None):
             break
         skip = (
             arch.skips
-            and prev.kind == "conv"
+            and prev.is_conv
             and prev.index % arch.skip_every == 0
         )
         bridge = prev.output

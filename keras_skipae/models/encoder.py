@@ -23,7 +23,7 @@ ENCODER_PREFIX = "encoder_"
 class EncoderOp:
     """One step of the encoder, as the decoder needs to mirror it."""
 
-    kind: str  # "conv" or "pool"
+    is_conv: bool  # a conv layer (True) or a pooling layer (False)
     name: str
     stride: int
     in_channels: int
@@ -92,12 +92,12 @@ def build_encoder(x, arch: Arch) -> EncoderGraph:
             strided = arch.downsample == "strided" and c == arch.convs_per_stage
             name = f"{ENCODER_PREFIX}conv{k}"
             x = conv_unit(x, width, arch, name, strides=2 if strided else 1)
-            graph.ops.append(EncoderOp("conv", name, 2 if strided else 1, in_ch, width, x, index=k))
+            graph.ops.append(EncoderOp(True, name, 2 if strided else 1, in_ch, width, x, index=k))
             in_ch = width
         if arch.downsample == "maxpool":
             name = f"{ENCODER_PREFIX}pool{s}"
             x = keras.layers.MaxPooling2D(2, padding="same", name=name)(x)
-            graph.ops.append(EncoderOp("pool", name, 2, in_ch, in_ch, x))
+            graph.ops.append(EncoderOp(False, name, 2, in_ch, in_ch, x))
         graph.stage_outputs.append(x)
     graph.output = x
     return graph

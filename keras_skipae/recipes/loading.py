@@ -195,13 +195,13 @@ def validate(raw: Any, origin: str = "(dict)", check_paths: bool = True, *, kind
     if not isinstance(raw, dict):
         found = "empty" if raw is None else f"a YAML {type(raw).__name__}"
         raise RecipeError(f"invalid recipe {origin}: expected a mapping of keys at the top level, found {found}")
-    found_kind = recipe_kind(raw) if ("kind" in raw or "stages" in raw) else kind
-    if found_kind not in RECIPE_TYPES:
-        raise RecipeError(f"{origin}: kind: {found_kind!r} is not a recipe type; expected one of "
+    found_type = recipe_kind(raw) if ("kind" in raw or "stages" in raw) else kind
+    if found_type not in RECIPE_TYPES:
+        raise RecipeError(f"{origin}: kind: {found_type!r} is not a recipe type; expected one of "
                           f"{', '.join(k for k in RECIPE_TYPES if k != 'run')} (or stages: for a run)")
-    if found_kind != kind:
-        command = "run" if found_kind == "run" else found_kind
-        raise RecipeError(f"{origin} is a {found_kind!r} recipe, not a {kind!r} one; run it with "
+    if found_type != kind:
+        command = "run" if found_type == "run" else found_type
+        raise RecipeError(f"{origin} is a {found_type!r} recipe, not a {kind!r} one; run it with "
                           f"`skipae {command} {origin}` (see its header comment)")
     cls = RECIPE_TYPES[kind]
     try:

@@ -174,14 +174,14 @@ def stage_seed(seed: int, stage: str) -> int:
 
 
 def _run_stage(run: _Run, name: str, stage: StageConfig) -> StageResult:
-    if stage.kind == "evaluate":
+    if stage.is_evaluate:
         return _evaluate_stage(run, name, stage)
     trainer = run.trainer
     set_seed(stage_seed(run.recipe.seed, name), run.recipe.trainer.deterministic)
     arch = run.arch().replace(**arch_overrides(stage.overrides)) if stage.overrides else run.arch()
     seed = run.recipe.seed
     transfer_note = None
-    if stage.kind == "pretrain":
+    if stage.is_pretrain:
         kind = "autoencoder"
         source = None
         if stage.init:

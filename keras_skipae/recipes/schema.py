@@ -1,8 +1,7 @@
 """Every recipe's schema: runs (stages), studies and searches, on one strict base.
 
-A key that is not in the schema, a wrong type or an out-of-range value fails
-validation with its full key path (see :mod:`keras_skipae.recipes.loading`).
-The choice lists come from :mod:`keras_skipae.arch`, defined once.
+An unknown key, a wrong type or an out-of-range value fails validation with its full key path
+(:mod:`keras_skipae.recipes.loading`); the choice lists and kinds come from where each is defined once.
 
 A run recipe names its data, its architecture, the trainer's settings and an
 ordered mapping of stages::
@@ -17,9 +16,8 @@ ordered mapping of stages::
       scratch:  {kind: finetune, init: null, train_on: labelled, epochs: 30}
     summary: [finetune, scratch]
 
-A study recipe (``kind: study``) pre-trains a grid of auto-encoders and probes
-every checkpoint; a tune recipe (``kind: tune``) searches hyper-parameters with
-keras-tuner. Both share the data, model and probe sections defined here.
+A study recipe (``kind: study``) pre-trains a grid of auto-encoders and probes every checkpoint; a tune
+recipe (``kind: tune``) searches hyper-parameters with keras-tuner; both share the sections defined here.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..arch import Corruption, Merge, check_fields
 from ..choices import Cluster, OptimizerName, Pooling, Precision, Schedule, Strategy, TuneAlgorithm, TuneObjective
-from ..kinds import monitor_mode
+from ..kinds import StageKind, is_evaluate_stage, is_finetune_stage, is_pretrain_stage, monitor_mode
 from ..models import resolve_arch
 from ..presets import DEFAULT_PRESET
 from .base import SUBSET, Count, Strict
@@ -218,7 +216,7 @@ class StageConfig(Strict):
     ``limit``/``val_limit``: a seeded, class-stratified subset of that many.
     """
 
-    kind: Literal["pretrain", "finetune", "evaluate"]
+    kind: StageKind
     model: Optional[Literal["classifier", "segmenter"]] = None
     init: Optional[str] = None
     train_on: str = Field(default="all", pattern=_SUBSET)
@@ -244,12 +242,16 @@ class StageConfig(Strict):
     #: fine-tuning: the pre-trained decoder's denoising loss on unlabelled images, trained jointly
     joint: Optional[JointConfig] = None
 
+    is_pretrain = property(lambda self: is_pretrain_stage(self.kind))
+    is_finetune = property(lambda self: is_finetune_stage(self.kind))
+    is_evaluate = property(lambda self: is_evaluate_stage(self.kind))
+
     @model_validator(mode="after")
     def _options_fit_the_kind(self):
-        if self.probe is not None and self.kind != "pretrain":
+        if self.probe is not None and not self.is_pretrain:
             raise ValueError("probe: the online probe measures a pre-training stage's encoder; this stage is "
                              f"{self.kind!r} (remove probe, or use skipae probe on its model)")
-        if self.joint is not None and self.kind != "finetune":
+        if self.joint is not None and not self.is_finetune:
             raise ValueError(f"joint: joint semi-supervised training belongs to a finetune stage, not {self.kind!r}")
         if self.monitor is not None:
             try:
@@ -319,9 +321,9 @@ class Recipe(Strict):
         seen: dict[str, StageConfig] = {}
         for name, stage in self.stages.items():
             ref = stage.init
-            if stage.kind == "evaluate" and not ref:
+            if stage.is_evaluate and not ref:
                 raise ValueError(f"stages.{name}.init: an evaluate stage needs `init`, the stage or .keras file to evaluate")
-            if stage.kind == "pretrain" and ref and not ref.endswith(".keras"):
+            if stage.is_pretrain and ref and not ref.endswith(".keras"):
                 raise ValueError(f"stages.{name}.init: a pretrain stage can only start from a .keras file, got {ref!r}")
             if ref and not ref.endswith(".keras"):
                 if ref not in seen:
@@ -330,10 +332,10 @@ class Recipe(Strict):
                         f"stages.{name}.init: {ref!r} is not an earlier stage (earlier stages: {before}) "
                         "nor a .keras file"
                     )
-                if stage.kind == "finetune" and seen[ref].kind != "pretrain":
+                if stage.is_finetune and not seen[ref].is_pretrain:
                     raise ValueError(f"stages.{name}.init: a finetune stage starts from a pretrain stage, "
                                      f"but {ref!r} is a {seen[ref].kind} stage")
-            if stage.kind == "pretrain" and stage.train_on == "labelled" and self.data.labels_per_class is None \
+            if stage.is_pretrain and stage.train_on == "labelled" and self.data.labels_per_class is None \
                     and self.data.num_labels is None:
                 raise ValueError(f"stages.{name}.train_on: 'labelled' needs data.labels_per_class or data.num_labels")
             try:
@@ -348,7 +350,10 @@ class Recipe(Strict):
 
     def stages_of_kind(self, kind: str) -> list[str]:
         """Names of the stages of ``kind`` (pretrain, finetune, evaluate), in order."""
-        return [name for name, stage in self.stages.items() if stage.kind == kind]
+        by_kind: dict[str, list[str]] = {}
+        for name, stage in self.stages.items():
+            by_kind.setdefault(stage.kind, []).append(name)
+        return by_kind.get(kind, [])
 
 
 # ------------------------------------------------------------ study and tune recipes

@@ -100,7 +100,7 @@ class JointModel(keras.Model):
 def _encoder_taps(task_model, arch):
     """The encoder ops of ``arch`` and a model from the task's input to each op's output (layers shared)."""
     structure = build_encoder(keras.Input(shape=tuple(arch.input_shape)), arch)  # names and shapes only
-    names = [op.name + "_act" if op.kind == "conv" else op.name for op in structure.ops]
+    names = [op.name + "_act" if op.is_conv else op.name for op in structure.ops]
     for name in names:
         try:
             task_model.get_layer(name)

@@ -18,6 +18,8 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, learning_rate, total_steps, warmup_steps=0, kind="constant", boundaries=(),
                  step_factor=0.1):
+        if kind not in _DECAYS:
+            raise ValueError(f"WarmupSchedule: unknown kind {kind!r}; expected one of {', '.join(_DECAYS)}")
         self.learning_rate = float(learning_rate)
         self.total_steps = int(total_steps)
         self.warmup_steps = int(warmup_steps)
@@ -27,19 +29,27 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
-        lr = tf.constant(self.learning_rate, tf.float32)
-        if self.kind == "step":
-            for b in self.boundaries:
-                lr = tf.where(step >= b, lr * self.step_factor, lr)
-        elif self.kind == "cosine":
-            span = max(self.total_steps - self.warmup_steps, 1)
-            progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
-            lr = lr * 0.5 * (1.0 + tf.cos(np.pi * progress))
+        lr = _DECAYS[self.kind](self, step, tf.constant(self.learning_rate, tf.float32))
         if self.warmup_steps > 0:
             lr = tf.where(step < self.warmup_steps, self.learning_rate * (step + 1) / self.warmup_steps, lr)
         return lr
+
+    def _step_decay(self, step, lr):
+        for b in self.boundaries:
+            lr = tf.where(step >= b, lr * self.step_factor, lr)
+        return lr
+
+    def _cosine_decay(self, step, lr):
+        span = max(self.total_steps - self.warmup_steps, 1)
+        progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
+        return lr * 0.5 * (1.0 + tf.cos(np.pi * progress))
 
     def get_config(self):
         return {"learning_rate": self.learning_rate, "total_steps": self.total_steps,
                 "warmup_steps": self.warmup_steps, "kind": self.kind, "boundaries": self.boundaries,
                 "step_factor": self.step_factor}
+
+
+#: the decay after warm-up, by the schedule's ``kind``
+_DECAYS = {"constant": lambda schedule, step, lr: lr, "step": WarmupSchedule._step_decay,
+           "cosine": WarmupSchedule._cosine_decay}
