@@ -202,6 +202,26 @@ def _weights(path) -> list:
     return ks.load(path).get_weights()
 
 
+def _run_cluster(tmp_path, cluster: dict, tasks: list, *, pretrain_epochs: int) -> tuple:
+    """Write a tiny recipe whose masking noise is drawn in the pipeline (seeded per batch, before the batch is
+    split over the replicas, so that every set-up corrupts the same pixels), start one ``skipae run
+    --strategy multi_worker`` process per TF_CONFIG task of ``cluster`` into one run directory, and return
+    the recipe's path, the run directory and each process's output after checking it exited 0."""
+    raw = tiny_recipe(write_tiny_data(tmp_path), pretrain_epochs=pretrain_epochs, finetune_epochs=1)
+    raw["stages"]["pretrain"]["corruption"] = "pipeline"
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(raw, sort_keys=False))
+    run = tmp_path / "run"
+    procs = [_skipae("run", str(recipe), "--strategy", "multi_worker", "--run-dir", str(run),
+                     "--stage", "pretrain", "--stage", "finetune",
+                     env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": task})}) for task in tasks]
+    outputs = [p.communicate(timeout=400)[0] for p in procs]
+    for proc, output in zip(procs, outputs):
+        assert proc.returncode == 0, output
+        assert "strategy multi_worker (2 replica(s))" in output
+    return recipe, run, outputs
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_two_workers_train_one_recipe_with_multi_worker(tmp_path):
@@ -214,24 +234,11 @@ def test_two_workers_train_one_recipe_with_multi_worker(tmp_path):
     test_recipes.py::test_the_strategy_does_not_change_what_a_stage_trains_on)."""
     from keras_skipae import recipes
 
-    raw = tiny_recipe(write_tiny_data(tmp_path), pretrain_epochs=2, finetune_epochs=1)
-    # the masking noise drawn in the pipeline (seeded per batch, before the batch is split over the replicas)
-    # rather than in each replica's model, so that every set-up corrupts the same pixels
-    raw["stages"]["pretrain"]["corruption"] = "pipeline"
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(raw, sort_keys=False))
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-    procs = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        procs.append(_skipae("run", str(recipe), "--strategy", "multi_worker", "--run-dir", str(tmp_path / "run"),
-                             "--stage", "pretrain", "--stage", "finetune",
-                             env={"TF_CONFIG": json.dumps(tf_config)}))
-    outputs = [p.communicate(timeout=400)[0] for p in procs]
-    for proc, output in zip(procs, outputs):
-        assert proc.returncode == 0, output
-        assert "strategy multi_worker (2 replica(s)), global batch 16 = 8 per replica" in output
-    run = tmp_path / "run"
+    recipe, run, outputs = _run_cluster(tmp_path, {"worker": workers},
+                                        [{"type": "worker", "index": i} for i in range(2)], pretrain_epochs=2)
+    for output in outputs:
+        assert "global batch 16 = 8 per replica" in output
     metrics = json.loads((run / "metrics.json").read_text())
     assert list(metrics["stages"]) == ["pretrain", "finetune"]
     assert (run / "finetune/.worker1/stage.json").exists(), "the second worker kept its files apart"
@@ -268,22 +275,9 @@ def test_a_chief_and_a_worker_train_one_recipe(tmp_path):
     """TF_CONFIG with a ``chief`` task, as Vertex AI and Kubeflow's TFJob write it: the chief (not worker 0)
     writes the run directory's shared files, the worker keeps its own in ``.worker0``, and both processes end
     with bit-identical weights."""
-    raw = tiny_recipe(write_tiny_data(tmp_path), pretrain_epochs=1, finetune_epochs=1)
-    raw["stages"]["pretrain"]["corruption"] = "pipeline"
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(raw, sort_keys=False))
     chief, worker = (f"127.0.0.1:{p}" for p in _free_ports(2))
-    procs = []
-    for task in ({"type": "chief", "index": 0}, {"type": "worker", "index": 0}):
-        tf_config = {"cluster": {"chief": [chief], "worker": [worker]}, "task": task}
-        procs.append(_skipae("run", str(recipe), "--strategy", "multi_worker", "--run-dir", str(tmp_path / "run"),
-                             "--stage", "pretrain", "--stage", "finetune",
-                             env={"TF_CONFIG": json.dumps(tf_config)}))
-    outputs = [p.communicate(timeout=400)[0] for p in procs]
-    for proc, output in zip(procs, outputs):
-        assert proc.returncode == 0, output
-        assert "strategy multi_worker (2 replica(s))" in output
-    run = tmp_path / "run"
+    _, run, _ = _run_cluster(tmp_path, {"chief": [chief], "worker": [worker]},
+                             [{"type": "chief", "index": 0}, {"type": "worker", "index": 0}], pretrain_epochs=1)
     assert list(json.loads((run / "metrics.json").read_text())["stages"]) == ["pretrain", "finetune"]
     assert json.loads((run / "finetune/stage.json").read_text())["model"] == "finetune/model.keras"
     assert json.loads((run / "finetune/.worker0/stage.json").read_text())["model"] == "finetune/.worker0/model.keras"
