@@ -9,8 +9,10 @@ with ``stage=S`` and ``pooling="none"``, stage S's feature maps as they are.
 
 Formats, by the output's suffix: ``.npz`` (arrays ``features``, ``ids``,
 ``labels``), ``.npy`` (the features; ``ids`` and ``labels`` beside it as
-``NAME.ids.npy`` and ``NAME.labels.npy``), ``.parquet`` (one row per example,
-where ``pyarrow`` is installed). The file appears complete or not at all.
+``NAME.ids.npy`` and ``NAME.labels.npy``), ``.parquet`` (columns ``id``,
+``label`` and ``features``, a fixed-size list of the flattened features; one
+row group per batch, written as the batches come; needs the ``[parquet]``
+extra, pyarrow). The file appears complete or not at all.
 
 >>> embed("runs/quickstart/seed_0", "idx:", split="test", out="test_features.npz")
 >>> f = np.load("test_features.npz"); f["features"].shape, f["labels"][:5]
@@ -28,6 +30,7 @@ import numpy as np
 
 from . import data
 from .choices import POOLINGS
+from .extras import require
 from .probe.features import feature_model, stage_layer_names
 from .runs import resolve_model
 from .saving import load
@@ -90,8 +93,8 @@ def embed(
         stage: an encoder stage (1 = the first) instead of the encoder's output.
         pooling: ``avg``, ``max``, ``avgmax``, or ``none`` (a stage's maps as
             they are; needs ``stage``).
-        batch_size: images per batch; memory holds one batch of features while they are computed (a
-            ``.parquet`` file is assembled in memory at the end; use ``.npz``/``.npy`` for large outputs).
+        batch_size: images per batch; memory holds one batch of features at a time (a ``.parquet``
+            file gets one row group per batch).
         run_stage: which stage of a run directory holds the model.
         **load_options: passed to :func:`keras_skipae.data.load`.
 
@@ -100,17 +103,14 @@ def embed(
 
     Raises:
         ValueError: an unknown format, pooling or stage (the message lists the valid ones).
+        MissingExtra: a ``.parquet`` output without pyarrow (the message names the ``[parquet]`` extra).
     """
     out = Path(out)
     if out.suffix not in FORMATS:
         raise ValueError(f"{out}: write features to one of {', '.join(FORMATS)}")
     if pooling not in POOLINGS + ("none",) or pooling == "flatten":
         raise ValueError(f"pooling {pooling!r}: use avg, max, avgmax, or none (with stage=S)")
-    if out.suffix == ".parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise ValueError(f"{out}: Parquet needs pyarrow (pip install pyarrow); or write .npz / .npy") from None
+    parquet = require("pyarrow.parquet", "parquet", f"writing {out.name}") if out.suffix == ".parquet" else None
     if isinstance(model_or_run, keras.Model):
         model, model_path = model_or_run, Path("<model>")
     else:
@@ -122,19 +122,13 @@ def embed(
     batches = _batches(ds, model.arch, batch_size, segmentation)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
-        parts, labels, n = [], [], 0
-        for x, y in batches:
-            f = np.asarray(features.predict_on_batch(x), np.float32)
-            part = Path(tmp) / f"part_{len(parts):06d}.npy"
-            np.save(part, f)  # one batch in memory at a time; the batches stay on disk until the end
-            parts.append(part)
-            labels.append(np.full(len(f), -1, np.int64) if y is None else np.asarray(y, np.int64).reshape(-1))
-            n += len(f)
-        if not parts:
-            raise ValueError(f"{source} (split {split}) holds no example")
-        shape = tuple(np.load(parts[0], mmap_mode="r").shape[1:])
         tmp_out = Path(tmp) / ("whole" + out.suffix)
-        _write(tmp_out, parts, np.arange(n, dtype=np.int64), np.concatenate(labels), n, shape, Path(tmp))
+        if parquet is not None:
+            n, shape = _write_parquet(parquet, tmp_out, features, batches)
+        else:
+            n, shape = _write_arrays(tmp_out, features, batches, Path(tmp))
+        if not n:
+            raise ValueError(f"{source} (split {split}) holds no example")
         os.replace(tmp_out, out)  # the features first: ids and labels beside a .npy follow it
         for extra in (".ids.npy", ".labels.npy") if out.suffix == ".npy" else ():
             os.replace(Path(tmp) / ("whole" + extra), out.with_name(out.stem + extra))
@@ -149,7 +143,44 @@ def _batches(ds, arch, batch_size: int, segmentation: bool):
     return ((x, y) for x, y in batches.as_numpy_iterator())
 
 
-def _write(path: Path, parts: list, ids: np.ndarray, labels: np.ndarray, n: int, shape: tuple, tmp: Path) -> None:
+def _write_parquet(parquet, path: Path, features, batches) -> tuple[int, tuple]:
+    """Stream the batches' features into ``path``, one row group per batch: nothing is held beyond a batch."""
+    import pyarrow as pa
+
+    writer, n, shape = None, 0, ()
+    try:
+        for x, y in batches:
+            f = np.asarray(features.predict_on_batch(x), np.float32)
+            shape, flat = f.shape[1:], f.reshape(len(f), -1)
+            labels = np.full(len(f), -1, np.int64) if y is None else np.asarray(y, np.int64).reshape(-1)
+            table = pa.table({"id": np.arange(n, n + len(f), dtype=np.int64), "label": labels,
+                              "features": pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])})
+            if writer is None:
+                # the feature shape rides in the schema, so a reader can restore it: features.reshape(-1, *shape)
+                schema = table.schema.with_metadata({"keras_skipae.feature_shape": ",".join(map(str, shape))})
+                writer = parquet.ParquetWriter(str(path), schema)
+            writer.write_table(table.cast(writer.schema))
+            n += len(f)
+    finally:
+        if writer is not None:
+            writer.close()
+    return n, tuple(shape)
+
+
+def _write_arrays(path: Path, features, batches, tmp: Path) -> tuple[int, tuple]:
+    """``.npz`` or ``.npy``: each batch's features to a part file, then the parts copied into one memory-mapped
+    array, so memory holds one batch at a time."""
+    parts, labels, n = [], [], 0
+    for x, y in batches:
+        f = np.asarray(features.predict_on_batch(x), np.float32)
+        part = tmp / f"part_{len(parts):06d}.npy"
+        np.save(part, f)
+        parts.append(part)
+        labels.append(np.full(len(f), -1, np.int64) if y is None else np.asarray(y, np.int64).reshape(-1))
+        n += len(f)
+    if not n:
+        return 0, ()
+    shape = tuple(np.load(parts[0], mmap_mode="r").shape[1:])
     whole = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float32, shape=(n,) + shape)
     start = 0
     for part in parts:
@@ -158,18 +189,12 @@ def _write(path: Path, parts: list, ids: np.ndarray, labels: np.ndarray, n: int,
         start += len(block)
         part.unlink()
     whole.flush()
+    ids, labels = np.arange(n, dtype=np.int64), np.concatenate(labels)
     if path.suffix == ".npz":
         np.savez(path, features=whole, ids=ids, labels=labels)
-    elif path.suffix == ".npy":
+    else:
         del whole
         os.replace(tmp / "features.npy", path)
         np.save(tmp / "whole.ids.npy", ids)
         np.save(tmp / "whole.labels.npy", labels)
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        flat = np.asarray(whole).reshape(n, -1)
-        table = pa.table({"id": ids, "label": labels,
-                          "features": pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])})
-        pq.write_table(table, path)
+    return n, shape

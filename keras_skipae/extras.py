@@ -3,15 +3,16 @@
 ``pip install keras_skipae`` installs what training needs; the exporters and
 the tuner come with extras:
 
-=========  =====================================  ==================================
-extra      what it adds                           packages
-=========  =====================================  ==================================
-``onnx``   ``skipae export --format onnx``        tf2onnx, onnx, onnxruntime
-``litert`` ``skipae export --format litert``      ai-edge-litert
-``tune``   ``skipae tune``, ``keras_skipae.tune`` keras-tuner, scikit-learn
-``all``    every one of them
-``test``   the test suite's tools, and ``all``
-=========  =====================================  ==================================
+===========  ======================================  ==========================
+extra        what it adds                            packages
+===========  ======================================  ==========================
+``onnx``     ``skipae export --format onnx``         tf2onnx, onnx, onnxruntime
+``litert``   ``skipae export --format litert``       ai-edge-litert
+``tune``     ``skipae tune``, ``keras_skipae.tune``  keras-tuner, scikit-learn
+``parquet``  ``skipae embed --out FILE.parquet``     pyarrow
+``all``      every one of them
+``test``     the test suite's tools, and ``all``
+===========  ======================================  ==========================
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import importlib
 from types import ModuleType
 
 #: extra -> the modules it provides
-EXTRAS = {"onnx": ("tf2onnx", "onnx", "onnxruntime"), "litert": ("ai_edge_litert",), "tune": ("keras_tuner", "sklearn")}
+EXTRAS = {"onnx": ("tf2onnx", "onnx", "onnxruntime"), "litert": ("ai_edge_litert",), "tune": ("keras_tuner", "sklearn"),
+          "parquet": ("pyarrow",)}
 
 
 class MissingExtra(ImportError):

@@ -48,6 +48,32 @@ def test_embed_a_stages_feature_maps_as_npy(source, model_file, tmp_path):
     assert np.load(tmp_path / "maps.ids.npy").shape == (10,) and np.load(tmp_path / "maps.labels.npy").shape == (10,)
 
 
+def test_embed_streams_parquet_one_row_group_per_batch(source, model_file, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    src, _, y = source
+    ks.embed(model_file, src, out=tmp_path / "f.npz", batch_size=16, stage=1, pooling="none")
+    result = ks.embed(model_file, src, out=tmp_path / "f.parquet", batch_size=16, stage=1, pooling="none")
+    assert result.examples == 40 and result.feature_shape == (8, 8, 4)
+    reader = pq.ParquetFile(tmp_path / "f.parquet")
+    assert reader.metadata.num_row_groups == 3, "batches of 16, 16 and 8 each written as they came"
+    assert reader.schema_arrow.metadata[b"keras_skipae.feature_shape"] == b"8,8,4"
+    table = reader.read()
+    reference = np.load(tmp_path / "f.npz")
+    np.testing.assert_array_equal(table["id"].to_numpy(), np.arange(40))
+    np.testing.assert_array_equal(table["label"].to_numpy(), y)
+    features = np.stack(table["features"].to_numpy(zero_copy_only=False)).reshape(40, 8, 8, 4)
+    np.testing.assert_allclose(features, reference["features"], rtol=1e-6, atol=1e-7)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npz", "f.parquet"], "no temporary file is left"
+
+
+def test_parquet_without_pyarrow_names_the_extra(source, model_file, tmp_path, monkeypatch):
+    from keras_skipae.extras import MissingExtra
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow.parquet", None)
+    with pytest.raises(MissingExtra, match=r"writing f.parquet needs the \[parquet\] extra"):
+        ks.embed(model_file, source[0], out=tmp_path / "f.parquet")
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("kwargs, message", [({"out": "f.csv"}, "one of .npz"), ({"pooling": "none"}, "give stage"),
                                              ({"stage": 9}, "stages 1..2")])
 def test_embed_refuses_what_it_cannot_write(source, model_file, tmp_path, kwargs, message):

@@ -14,7 +14,7 @@ def test_require_names_the_extra():
                                            r"pip install 'keras_skipae\[onnx\]'"):
         require("no_such_module_x", "onnx", "ONNX export")
     assert require("json", "onnx").__name__ == "json"
-    assert set(EXTRAS) == {"onnx", "litert", "tune"}
+    assert set(EXTRAS) == {"onnx", "litert", "tune", "parquet"}
 
 
 @pytest.mark.parametrize("hidden, args, extra", [
