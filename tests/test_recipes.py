@@ -180,6 +180,7 @@ def test_a_tiny_run_writes_the_run_directory_and_resumes_finished_stages(tmp_pat
     assert ae["mse"] == pytest.approx(results["stages"]["pretrain"]["metrics"]["mse"], rel=1e-5)
 
 
+@pytest.mark.slow  # MirroredStrategy itself is covered in CI by test_train.py and test_joint.py
 def test_a_recipe_runs_mirrored_over_two_logical_cpus(tmp_path):
     recipe_path = write_tiny_recipe(tmp_path, pretrain_epochs=1, finetune_epochs=1)
     results = recipes.run(recipe_path, run_dir=tmp_path / "run", strategy="mirrored", only=["pretrain", "scratch"],

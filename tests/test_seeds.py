@@ -29,21 +29,21 @@ def test_seed_lists_parse_and_bad_ones_say_why():
             parse_seeds(bad)
 
 
-def test_three_seeds_give_three_runs_and_a_comparison(tmp_path):
+def test_two_seeds_give_two_runs_and_a_comparison(tmp_path):
     recipe = write_tiny_recipe(tmp_path)
-    report = recipes.run_seeds(recipe, [0, 1, 2], run_dir=tmp_path / "seeds", echo=lambda line: None)
-    for seed in (0, 1, 2):
+    report = recipes.run_seeds(recipe, [0, 3], run_dir=tmp_path / "seeds", echo=lambda line: None)
+    for seed in (0, 3):
         run = tmp_path / "seeds" / f"seed_{seed}"
         recorded = recipes.validate(__import__("yaml").safe_load((run / "recipe.yaml").read_text()))
         assert recorded.seed == seed and recorded.data.split_seed == seed, "a seed drives init and the split"
         assert set(json.loads((run / "metrics.json").read_text())["stages"]) == {"pretrain", "finetune", "scratch"}
-    # the seeds differ: different splits and initialisations give different figures
+    assert not (tmp_path / "seeds" / "seed_1").exists(), "only the seeds asked for ran"
     accuracies = report.stages["finetune"]["accuracy"].values
-    assert len(accuracies) == 3
+    assert len(accuracies) == 2
     saved = json.loads((tmp_path / "seeds" / "comparison.json").read_text())
-    assert saved["seeds"] == [0, 1, 2] and saved["interval"] == "t"
+    assert saved["seeds"] == [0, 3] and saved["interval"] == "t"
     acc = saved["stages"]["finetune"]["metrics"]["accuracy"]
-    assert acc["n"] == 3 and acc["low"] <= acc["mean"] <= acc["high"]
+    assert acc["n"] == 2 and acc["low"] <= acc["mean"] <= acc["high"]
     assert acc["mean"] == pytest.approx(np.mean(acc["values"]))
     (diff,) = saved["differences"]
     assert (diff["first"], diff["second"], diff["metric"]) == ("finetune", "scratch", "accuracy")
