@@ -18,9 +18,9 @@ def test_require_names_the_extra():
 
 
 @pytest.mark.parametrize("hidden, args, extra", [
-    ("tf2onnx", ["export", "{model}", "--format", "onnx", "--out", "{out}"], "onnx"),
     ("ai_edge_litert", ["export", "{model}", "--format", "litert", "--out", "{out}"], "litert"),
-    # the same one-line message through the tuner's command: in make test-slow (CI's time budget)
+    # the same one-line message through the other commands: in make test-slow (CI's time budget)
+    pytest.param("tf2onnx", ["export", "{model}", "--format", "onnx", "--out", "{out}"], "onnx", marks=pytest.mark.slow),
     pytest.param("keras_tuner", ["tune", "tune_fashion_mnist", "--quick", "--run-dir", "{out}"], "tune",
                  marks=pytest.mark.slow),
 ])

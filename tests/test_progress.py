@@ -117,6 +117,7 @@ def _run_in_a_terminal(code: str) -> str:
     return text
 
 
+@pytest.mark.slow  # a TensorFlow subprocess on a pseudo-terminal; CI keeps the log-file case below
 def test_fit_shows_a_progress_bar_within_epochs_on_a_terminal():
     text = _run_in_a_terminal(_FIT)
     assert "done" in text

@@ -77,6 +77,7 @@ def test_skipae_starts_without_tensorflow_lines(tree):
     assert result.stdout.splitlines()[0].startswith("source:")
 
 
+@pytest.mark.slow  # a third TensorFlow start-up in a subprocess; CI keeps the two quiet ones
 def test_debug_lets_tensorflow_log(tree):
     result = _skipae("--debug", "data", f"folder:{tree}", "--split", "train")
     assert result.returncode == 0, result.stdout
