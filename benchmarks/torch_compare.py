@@ -27,6 +27,7 @@ least 1.0x PyTorch eager on an AVX2-only CPU (1.15x with AVX-512).
     python benchmarks/torch_compare.py                 # 512 images, 3 repeats: about 8 minutes on 2 cores
     python benchmarks/torch_compare.py --smoke         # seconds: the script works (tiny preset, 64 images, 1 repeat)
     python benchmarks/torch_compare.py --json out.json
+    python benchmarks/torch_compare.py --xla           # also the trainer with its step compiled by XLA
 
 Needs PyTorch (``pip install torch``, CPU build); without it the PyTorch sides are left out and said so.
 """
@@ -49,6 +50,8 @@ BATCH = 64
 PRESET = "allconv-c"
 SMOKE_PRESET = "tiny"
 SIDES = ("trainer", "keras", "torch", "torch_cl")
+#: sides run only when asked (--xla): the trainer with its training step compiled by XLA (Trainer(jit_compile=True))
+EXTRA_SIDES = ("trainer_xla",)
 
 
 def _steal() -> tuple[int, int]:
@@ -71,7 +74,7 @@ def _images(preset: str, n: int):
 
 
 # ------------------------------------------------------------------------------ Keras sides
-def time_keras(preset: str, images: int, trainer: bool) -> float:
+def time_keras(preset: str, images: int, trainer: bool, xla: bool = False) -> float:
     """Images/second of the second of two epochs, timed from its start to the end of training, so that the
     epoch-end work of every callback (the trainer's checkpoints and logs run after this one's) counts."""
     import tempfile
@@ -88,7 +91,7 @@ def time_keras(preset: str, images: int, trainer: bool) -> float:
         on_train_end=lambda logs: marks.setdefault("end", time.perf_counter()))
     if trainer:
         from keras_skipae import train
-        t = train.Trainer(seed=0)
+        t = train.Trainer(seed=0, jit_compile=xla)
         with t.scope():
             model = ks.build("autoencoder", preset)
         ds = tf.data.Dataset.from_tensor_slices((x, x)).batch(BATCH).cache().prefetch(2)
@@ -219,8 +222,8 @@ def time_torch(preset: str, images: int, channels_last: bool) -> float:
 # ------------------------------------------------------------------------------ driver
 def child(side: str, preset: str, images: int) -> dict:
     steal0, all0 = _steal()
-    if side in ("trainer", "keras"):
-        rate = time_keras(preset, images, trainer=side == "trainer")
+    if side in ("trainer", "keras", "trainer_xla"):
+        rate = time_keras(preset, images, trainer=side != "keras", xla=side == "trainer_xla")
     else:
         rate = time_torch(preset, images, channels_last=side == "torch_cl")
     steal1, all1 = _steal()
@@ -242,7 +245,8 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default=None, help=f"default {PRESET} (--smoke: {SMOKE_PRESET})")
     p.add_argument("--smoke", action="store_true", help="seconds, not a measurement: tiny preset, 64 images, 1 repeat")
     p.add_argument("--json", type=Path, default=None)
-    p.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
+    p.add_argument("--xla", action="store_true", help="also time the trainer with its step compiled by XLA")
+    p.add_argument("--child", choices=SIDES + EXTRA_SIDES, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     preset = args.preset or (SMOKE_PRESET if args.smoke else PRESET)
     if args.child:
@@ -253,6 +257,8 @@ def main(argv=None) -> int:
     if importlib.util.find_spec("torch") is None:
         sides = ["trainer", "keras"]
         print("PyTorch is not installed: its sides are left out (pip install torch, CPU build)")
+    if args.xla:
+        sides.insert(1, "trainer_xla")
     runs = {side: [] for side in sides}
     for repeat in range(repeats):
         for side in sides:
@@ -269,8 +275,10 @@ def main(argv=None) -> int:
     summary = {s: {"median": round(med[s], 1), "min": round(min(v), 1), "max": round(max(v), 1),
                    "spread_of_median": round((max(v) - min(v)) / med[s], 3)} for s, v in rates.items()}
     ratios = {"trainer/keras": [round(a / b, 3) for a, b in zip(rates["trainer"], rates["keras"])]}
+    if "trainer_xla" in rates:
+        ratios["trainer_xla/trainer"] = [round(a / b, 3) for a, b in zip(rates["trainer_xla"], rates["trainer"])]
     if "torch" in rates:
-        for s in ("trainer", "keras"):
+        for s in [side for side in ("trainer", "keras", "trainer_xla") if side in rates]:
             ratios[f"{s}/torch"] = [round(a / b, 3) for a, b in zip(rates[s], rates["torch"])]
     if args.smoke:
         print("smoke run: figures are not measurements")
