@@ -143,16 +143,21 @@ def _batches(ds, arch, batch_size: int, segmentation: bool):
     return ((x, y) for x, y in batches.as_numpy_iterator())
 
 
+def _feature_batches(features, batches):
+    """``(features, labels)`` per batch: float32 features of the batch's images, int64 labels (-1 without)."""
+    for x, y in batches:
+        f = np.asarray(features.predict_on_batch(x), np.float32)
+        yield f, (np.full(len(f), -1, np.int64) if y is None else np.asarray(y, np.int64).reshape(-1))
+
+
 def _write_parquet(parquet, path: Path, features, batches) -> tuple[int, tuple]:
     """Stream the batches' features into ``path``, one row group per batch: nothing is held beyond a batch."""
     import pyarrow as pa
 
     writer, n, shape = None, 0, ()
     try:
-        for x, y in batches:
-            f = np.asarray(features.predict_on_batch(x), np.float32)
+        for f, labels in _feature_batches(features, batches):
             shape, flat = f.shape[1:], f.reshape(len(f), -1)
-            labels = np.full(len(f), -1, np.int64) if y is None else np.asarray(y, np.int64).reshape(-1)
             table = pa.table({"id": np.arange(n, n + len(f), dtype=np.int64), "label": labels,
                               "features": pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), flat.shape[1])})
             if writer is None:
@@ -171,12 +176,11 @@ def _write_arrays(path: Path, features, batches, tmp: Path) -> tuple[int, tuple]
     """``.npz`` or ``.npy``: each batch's features to a part file, then the parts copied into one memory-mapped
     array, so memory holds one batch at a time."""
     parts, labels, n = [], [], 0
-    for x, y in batches:
-        f = np.asarray(features.predict_on_batch(x), np.float32)
+    for f, batch_labels in _feature_batches(features, batches):
         part = tmp / f"part_{len(parts):06d}.npy"
         np.save(part, f)
         parts.append(part)
-        labels.append(np.full(len(f), -1, np.int64) if y is None else np.asarray(y, np.int64).reshape(-1))
+        labels.append(batch_labels)
         n += len(f)
     if not n:
         return 0, ()
