@@ -284,6 +284,67 @@ def expand_runs(paths) -> list[Path]:
     return found
 
 
+#: recorded recipe keys that differ from seed to seed by design (the seed draws the split)
+_PER_SEED_KEYS = {("data", "split_seed")}
+
+
+def _first_difference(a, b, path: tuple) -> tuple[tuple, object, object] | None:
+    """The first key path (and both values) where two recorded recipe sections differ; None when equal."""
+    if path in _PER_SEED_KEYS:
+        return None
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            found = _first_difference(a.get(key), b.get(key), (*path, key))
+            if found:
+                return found
+        return None
+    return None if a == b else (path, a, b)
+
+
+def _stage_closure(stages: dict, names) -> list[str]:
+    """``names`` and the stages they start from (``init``), recursively: a fine-tuned arm is its pre-training too."""
+    seen: list[str] = []
+    todo = list(names)
+    while todo:
+        name = todo.pop(0)
+        if name in seen or name not in stages:
+            continue
+        seen.append(name)
+        init = (stages[name] or {}).get("init")
+        if isinstance(init, str):
+            todo.append(init)
+    return seen
+
+
+def _check_one_configuration(runs: list[RunDir], compared) -> None:
+    """Refuse to pool runs whose recorded recipes ran the compared stages differently.
+
+    Seeds pool only when they repeat one configuration: the data and model
+    sections (less the per-seed split seed) and every compared stage with the
+    stages it starts from must be equal in every run. Runs without a recorded
+    recipe are not checked.
+    """
+    recorded = [(r, r.recipe()) for r in runs]
+    recorded = [(r, raw) for r, raw in recorded if raw]
+    if len(recorded) < 2:
+        return
+    (first, base), rest = recorded[0], recorded[1:]
+    sections = ["data", "model"] + [("stages", s) for s in _stage_closure(base.get("stages") or {}, sorted(compared))]
+    for run, raw in rest:
+        for section in sections:
+            path = (section,) if isinstance(section, str) else section
+            a, b = base, raw
+            for key in path:
+                a = a.get(key) if isinstance(a, dict) else None
+                b = b.get(key) if isinstance(b, dict) else None
+            found = _first_difference(a, b, path)
+            if found:
+                where, x, y = found
+                raise RunError(
+                    f"compare: {first.path} and {run.path} ran {'.'.join(map(str, where))} differently ({x!r} vs "
+                    f"{y!r}): seeds pool only when they repeat one configuration; compare each set of runs alone")
+
+
 def compare_runs(run_dirs, pairs: list[tuple[str, str]] | None = None) -> Comparison:
     """Compare finished run directories of one recipe, one per seed (see the module docstring).
 
@@ -292,7 +353,8 @@ def compare_runs(run_dirs, pairs: list[tuple[str, str]] | None = None) -> Compar
     in order. Stages missing from a run are an error naming the run: with
     ``pairs``, only the stages they name must be in every run, so runs of two
     recipes that share those stages (a search and its confirmation on new
-    seeds) compare together.
+    seeds) compare together, provided they ran those stages (and the data,
+    the model and the stages those start from) the same way.
     """
     runs = [RunDir(p) for p in expand_runs(run_dirs)] if run_dirs else []
     if not runs:
@@ -322,6 +384,7 @@ def compare_runs(run_dirs, pairs: list[tuple[str, str]] | None = None) -> Compar
     if missing:
         raise RunError(f"compare: runs lack stages others finished: {missing}; finish them (rerun the same command) "
                        "or leave those runs out")
+    _check_one_configuration(runs, required if pairs is not None else set(names))
     kinds = {s: finished[0][s].kind for s in names}
     table = {s: {m: Interval.of([f[s].metrics[m] for f in finished])
                  for m in finished[0][s].metrics if all(m in f[s].metrics for f in finished)} for s in names}

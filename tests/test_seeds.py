@@ -124,13 +124,17 @@ def test_compare_needs_finished_runs(tmp_path):
         recipes.run_seeds(write_tiny_recipe(tmp_path), None, run_dir=tmp_path / "x", echo=lambda line: None)
 
 
-def _fake_runs(tmp_path, stages: dict, summary: list, n: int = 3, first: int = 0):
-    """Finished run directories seed_F..F+n-1 whose stages carry the given per-seed metrics (one value a seed)."""
+def _fake_runs(tmp_path, stages: dict, summary: list, n: int = 3, first: int = 0, recorded: dict | None = None):
+    """Finished run directories seed_F..F+n-1 whose stages carry the given per-seed metrics (one value a seed);
+    ``recorded``: more sections of the recorded recipe (``data``, ``model``, ``stages``)."""
     from keras_skipae.runs import RunDir
     for i, seed in enumerate(range(first, first + n)):
         run = RunDir(tmp_path / f"seed_{seed}")
         run.path.mkdir(parents=True)
-        run.write_recipe({"name": "fake", "seed": seed, "summary": summary})
+        extra = json.loads(json.dumps(recorded or {}))
+        if "data" in extra:
+            extra["data"]["split_seed"] = seed
+        run.write_recipe({"name": "fake", "seed": seed, "summary": summary, **extra})
         results = {"stages": {}}
         for name, (kind, metrics) in stages.items():
             results["stages"][name] = {"kind": kind, "model": f"{name}/model.keras",
@@ -199,3 +203,35 @@ def test_named_pairs_compare_runs_of_two_recipes_that_share_those_stages(tmp_pat
                                             "scratch": ("classifier", {"accuracy": [0.79] * 3})}, ["ft", "scratch"])
     with pytest.raises(ValueError, match="seeds repeated across runs"):
         compare_runs([search, again], pairs=[("ft", "scratch")])
+
+
+def test_compare_refuses_to_pool_runs_that_ran_the_compared_stages_differently(tmp_path):
+    """Seeds of two configurations pooled would make one interval of two experiments: the first differing key
+    of the data, the model, a compared stage or a stage it starts from is named; the per-seed split seed and
+    stages not compared may differ."""
+    acc = {"ft": ("classifier", {"accuracy": [0.81, 0.82, 0.80]}),
+           "scratch": ("classifier", {"accuracy": [0.80, 0.80, 0.79]})}
+    stages = {"pretrain": {"kind": "pretrain", "epochs": 4, "init": None},
+              "ft": {"kind": "finetune", "init": "pretrain", "epochs": 40},
+              "scratch": {"kind": "finetune", "init": None, "epochs": 40},
+              "other": {"kind": "finetune", "init": None, "epochs": 5}}
+    base = {"data": {"source": "idx:", "labels_per_class": 100}, "model": {"preset": "tiny"}, "stages": stages}
+
+    def variant(name, first, change=None):
+        recorded = json.loads(json.dumps(base))
+        if change:
+            change(recorded)
+        return _fake_runs(tmp_path / name, acc, ["ft", "scratch"], first=first, recorded=recorded)
+
+    same = variant("same", 3, lambda r: r["stages"]["other"].update(epochs=50))  # a stage not compared
+    assert len(compare_runs([variant("base", 0), same]).differences[0].interval.values) == 6
+    longer = variant("longer", 6, lambda r: r["stages"]["ft"].update(epochs=20))
+    with pytest.raises(ValueError, match=r"ran stages\.ft\.epochs differently \(40 vs 20\).*compare each set"):
+        compare_runs([tmp_path / "base", longer])
+    pretrained = variant("pretrained", 9, lambda r: r["stages"]["pretrain"].update(epochs=8))
+    with pytest.raises(ValueError, match=r"stages\.pretrain\.epochs differently \(4 vs 8\)"):
+        compare_runs([tmp_path / "base", pretrained], pairs=[("ft", "scratch")])
+    assert compare_runs([tmp_path / "base", pretrained], pairs=[("scratch", "scratch")])  # scratch alone is equal
+    fewer = variant("fewer", 12, lambda r: r["data"].update(labels_per_class=20))
+    with pytest.raises(ValueError, match=r"ran data\.labels_per_class differently \(100 vs 20\)"):
+        compare_runs([tmp_path / "base", fewer])
