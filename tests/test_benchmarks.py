@@ -12,13 +12,40 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _smoke(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """``python benchmarks/<script> --smoke <args>`` from ``cwd`` (no ../shared there), the checkout importable."""
+    """``python benchmarks/<script> --smoke <args>`` from ``cwd`` (no ../shared there), the checkout importable.
+
+    Run as a script, in a process of its own, exactly as a user runs it: only the online-probe smoke (the
+    quickest); the others go through the ``smoke_here`` fixture, which saves a TensorFlow start-up each.
+    """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", *args],
                             capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "GFLOP/s" in result.stdout
     return result
+
+
+@pytest.fixture
+def smoke_here(tmp_path, capsys, monkeypatch):
+    """``main(["--smoke", *args])`` of ``benchmarks/<script>`` in this process, from ``tmp_path``, as the script
+    runs it (its folder first on ``sys.path``), the environment restored afterwards; its output as ``.stdout``."""
+    import importlib.util
+
+    def run(script: str, *args: str) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+        monkeypatch.setenv("SKIPAE_PROGRESS", "0")  # what input_scale sets for itself, undone after the test
+        spec = importlib.util.spec_from_file_location(f"smoke_{Path(script).stem}", ROOT / "benchmarks" / script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        capsys.readouterr()
+        code = module.main(["--smoke", *args])
+        out = capsys.readouterr()
+        assert code in (None, 0) or isinstance(code, dict), out.err[-2000:]
+        assert "GFLOP/s" in out.out
+        return subprocess.CompletedProcess([script], 0, out.out, out.err)
+
+    return run
 
 
 def test_online_probe_benchmark_smoke(tmp_path):
@@ -29,9 +56,9 @@ def test_online_probe_benchmark_smoke(tmp_path):
     assert figures["matmul_gflops"] > 0 and figures["probe_seconds"] > 0 and figures["epoch_seconds"] > 0
 
 
-def test_inference_benchmark_smoke(tmp_path):
+def test_inference_benchmark_smoke(tmp_path, smoke_here):
     out = tmp_path / "inference.json"
-    result = _smoke("inference.py", "--json", str(out), cwd=tmp_path)
+    result = smoke_here("inference.py", "--json", str(out))
     assert "smoke run: figures are not measurements" in result.stdout and "| onnxruntime |" in result.stdout
     figures = json.loads(out.read_text())
     assert figures["smoke"] and figures["matmul_gflops"] > 0
@@ -42,9 +69,9 @@ def test_inference_benchmark_smoke(tmp_path):
     assert len(figures["targets"]) == 6  # per model: ONNX latency, SavedModel throughput, int8 LiteRT latency
 
 
-def test_input_pipeline_benchmark_smoke(tmp_path):
+def test_input_pipeline_benchmark_smoke(tmp_path, smoke_here):
     out = tmp_path / "pipeline.json"
-    result = _smoke("input_pipeline.py", "--json", str(out), cwd=tmp_path)
+    result = smoke_here("input_pipeline.py", "--json", str(out))
     assert "smoke run: figures are not measurements" in result.stdout and "ratio pipeline / training step" in result.stdout
     figures = json.loads(out.read_text())
     assert figures["smoke"] and figures["matmul_gflops"] > 0
@@ -52,11 +79,11 @@ def test_input_pipeline_benchmark_smoke(tmp_path):
     assert figures["camvid"]["pipeline_images_per_s"] > 0 and figures["camvid"]["train_step_images_per_s"] > 0
 
 
-def test_train_throughput_benchmark_smoke(tmp_path):
+def test_train_throughput_benchmark_smoke(tmp_path, smoke_here):
     out = tmp_path / "train.json"
     # float32 only: mixed_bfloat16 is emulated, and slow, on CPUs without native bfloat16 (its path is the
     # same trainer with another policy, which tests/test_train.py covers)
-    result = _smoke("train_throughput.py", "--precision", "float32", "--out", str(out), cwd=tmp_path)
+    result = smoke_here("train_throughput.py", "--precision", "float32", "--out", str(out))
     assert "smoke run: figures are not measurements" in result.stdout
     figures = json.loads(out.read_text())
     assert figures["smoke"] and figures["matmul_gflops"] > 0 and figures["source"].startswith("folder:")
@@ -66,9 +93,9 @@ def test_train_throughput_benchmark_smoke(tmp_path):
     assert figures["ratio_float32"] > 0 and figures["peak_rss_mib"]["trainer/float32"] > 0
 
 
-def test_input_scale_benchmark_smoke(tmp_path):
+def test_input_scale_benchmark_smoke(tmp_path, smoke_here):
     out = tmp_path / "scale.json"
-    result = _smoke("input_scale.py", "--workdir", str(tmp_path / "work"), "--json", str(out), cwd=tmp_path)
+    result = smoke_here("input_scale.py", "--workdir", str(tmp_path / "work"), "--json", str(out))
     assert "smoke run: figures are not measurements" in result.stdout and "packed/keras images/s" in result.stdout
     figures = json.loads(out.read_text())
     for row in figures["sizes"].values():
@@ -76,9 +103,9 @@ def test_input_scale_benchmark_smoke(tmp_path):
             assert row[method]["first_batch_s"] > 0 and row[method]["images_per_s"] > 0 and row[method]["peak_rss_mb"] > 0
 
 
-def test_profile_step_benchmark_smoke(tmp_path):
+def test_profile_step_benchmark_smoke(tmp_path, smoke_here):
     out = tmp_path / "profile.json"
-    result = _smoke("profile_step.py", "--json", str(out), cwd=tmp_path)
+    result = smoke_here("profile_step.py", "--json", str(out))
     assert "smoke run: figures are not measurements" in result.stdout and "| op type |" in result.stdout
     figures = json.loads(out.read_text())
     for kind in ("autoencoder", "classifier"):
@@ -91,11 +118,11 @@ def test_profile_step_benchmark_smoke(tmp_path):
     assert figures["kinds"]["autoencoder"]["phases"]["metrics"] > 0
 
 
-def test_torch_compare_benchmark_smoke(tmp_path):
+def test_torch_compare_benchmark_smoke(tmp_path, smoke_here):
     """Runs with or without PyTorch installed; with it, the PyTorch network has the Keras one's parameter count."""
     import importlib.util
     out = tmp_path / "torch.json"
-    result = _smoke("torch_compare.py", "--json", str(out), cwd=tmp_path)
+    result = smoke_here("torch_compare.py", "--json", str(out))
     figures = json.loads(out.read_text())
     assert figures["smoke"] and figures["sides"]["trainer"]["median"] > 0 and figures["sides"]["keras"]["median"] > 0
     if importlib.util.find_spec("torch") is None:

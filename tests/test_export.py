@@ -372,7 +372,8 @@ def _trained_mixed_bfloat16(kind: str):
     return model
 
 
-@pytest.mark.parametrize("kind", KINDS)
+# the classifier in every run; the other two kinds (the same float32 cast of the serving graph) in make test-slow
+@pytest.mark.parametrize("kind", [k if k == "classifier" else pytest.param(k, marks=pytest.mark.slow) for k in KINDS])
 def test_mixed_precision_model_exports_a_float32_graph_that_matches_it(kind, tmp_path):
     model = _trained_mixed_bfloat16(kind)
     assert not export.is_float32(model) and model.get_layer("encoder_conv1").compute_dtype == "bfloat16"
