@@ -264,9 +264,8 @@ def _pair_verdict(d: PairedDifference) -> str:
     return f"{what}: these runs do not show a difference: {shown}"
 
 
-def _seed_of(run: RunDir, fallback: int) -> int:
-    recipe = run.recipe() or {}
-    seed = recipe.get("seed")
+def _seed_of(recipe: dict | None, fallback: int) -> int:
+    seed = (recipe or {}).get("seed")
     return int(seed) if isinstance(seed, int) else fallback
 
 
@@ -316,7 +315,7 @@ def _stage_closure(stages: dict, names) -> list[str]:
     return seen
 
 
-def _check_one_configuration(runs: list[RunDir], compared) -> None:
+def _check_one_configuration(runs: list[RunDir], recipes: list[dict | None], compared) -> None:
     """Refuse to pool runs whose recorded recipes ran the compared stages differently.
 
     Seeds pool only when they repeat one configuration: the data and model
@@ -324,8 +323,7 @@ def _check_one_configuration(runs: list[RunDir], compared) -> None:
     stages it starts from must be equal in every run. Runs without a recorded
     recipe are not checked.
     """
-    recorded = [(r, r.recipe()) for r in runs]
-    recorded = [(r, raw) for r, raw in recorded if raw]
+    recorded = [(r, raw) for r, raw in zip(runs, recipes) if raw]
     if len(recorded) < 2:
         return
     (first, base), rest = recorded[0], recorded[1:]
@@ -364,7 +362,8 @@ def compare_runs(run_dirs, pairs: list[tuple[str, str]] | None = None) -> Compar
     if repeated:
         raise RunError(f"compare: {', '.join(repeated)} given more than once (a parent folder and one of its "
                        "seed_S runs?); each run counts once")
-    seeds = [_seed_of(r, i) for i, r in enumerate(runs)]
+    recorded = [r.recipe() for r in runs]  # each recipe.yaml read once
+    seeds = [_seed_of(raw, i) for i, raw in enumerate(recorded)]
     twice = {s: [str(r.path) for r, t in zip(runs, seeds) if t == s] for s in seeds if seeds.count(s) > 1}
     if twice:
         raise RunError(f"compare: seeds repeated across runs {twice}: the same seed draws the same split and "
@@ -384,14 +383,14 @@ def compare_runs(run_dirs, pairs: list[tuple[str, str]] | None = None) -> Compar
     if missing:
         raise RunError(f"compare: runs lack stages others finished: {missing}; finish them (rerun the same command) "
                        "or leave those runs out")
-    _check_one_configuration(runs, required if pairs is not None else set(names))
+    _check_one_configuration(runs, recorded, required if pairs is not None else set(names))
     kinds = {s: finished[0][s].kind for s in names}
     table = {s: {m: Interval.of([f[s].metrics[m] for f in finished])
                  for m in finished[0][s].metrics if all(m in f[s].metrics for f in finished)} for s in names}
     seconds = {s: float(np.mean([f[s].seconds for f in finished])) for s in names
                if all(f[s].seconds is not None for f in finished)}
     if pairs is None:
-        summary = [s for s in ((runs[0].recipe() or {}).get("summary") or []) if s in names]
+        summary = [s for s in ((recorded[0] or {}).get("summary") or []) if s in names]
         pairs = [(a, b) for i, a in enumerate(summary) for b in summary[i + 1:]]
     differences, skipped = [], []
     for a, b in pairs:
