@@ -1,6 +1,7 @@
 """Batch transforms: channel conversion, exact crops and flips, sample weights, corruption."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_skipae.arch import Arch
@@ -45,3 +46,19 @@ def test_salt_and_pepper_uses_black_and_white_of_the_normalisation():
     assert values == {-2.0, 0.0, 2.0}  # black (0 - 0.5)/0.25, untouched, white (1 - 0.5)/0.25
     hit = out != 0
     assert 0.4 < hit.mean() < 0.6 and 0.4 < (out[hit] > 0).mean() < 0.6
+
+
+@pytest.mark.parametrize("channels,shape", [(3, (5, 7, 9)), (1, (4, 28, 28)), (3, (2, 31, 17))])
+def test_normalise_is_the_formula_bit_for_bit_on_batches_and_keeps_the_static_shape(channels, shape):
+    from keras_skipae.models import resolve_arch
+
+    arch = resolve_arch("tiny", input_shape=(None, None, channels), mean=[0.3, 0.5, 0.2][:channels],
+                        std=[0.2, 0.25, 0.3][:channels])  # fmt: skip
+    x = tf.constant(np.random.default_rng(0).integers(0, 256, (*shape, channels)).astype("float32"))
+    mean, std = tf.constant(arch.channel_mean()), tf.constant(arch.channel_std())
+    expected = (x * tf.cast(arch.pixel_scale, tf.float32) - mean) / std
+    np.testing.assert_array_equal(T.normalise(x, arch).numpy(), expected.numpy())
+    np.testing.assert_array_equal(T.normalise(x[0], arch).numpy(), expected[0].numpy())  # one image
+    graph = tf.function(lambda v: T.normalise(v, arch)).get_concrete_function(
+        tf.TensorSpec([None, shape[1], shape[2], channels]))
+    assert graph.structured_outputs.shape.as_list() == [None, shape[1], shape[2], channels]

@@ -35,10 +35,25 @@ def match_channels(x, channels: int):
 
 
 def normalise(x, arch: Arch):
-    """Pixel values (0..255, float) -> the model's units: ``(pixel * pixel_scale - mean) / std``."""
+    """Pixel values (0..255, float) -> the model's units: ``(pixel * pixel_scale - mean) / std``.
+
+    A batch ``[B, H, W, C]`` is computed as rows of ``W * C`` values against the
+    per-channel constants tiled ``W`` times: the same arithmetic on every
+    value (bit for bit), but TensorFlow's broadcast over a last axis of 1 or 3
+    is about 4x slower than over a row, and this step bounded the input
+    pipelines' throughput (see benchmarks/input_scale.py).
+    """
     mean = tf.constant(arch.channel_mean(), x.dtype)
     std = tf.constant(arch.channel_std(), x.dtype)
-    return (x * tf.cast(arch.pixel_scale, x.dtype) - mean) / std
+    scale = tf.cast(arch.pixel_scale, x.dtype)
+    if x.shape.rank != 4 or x.shape[-1] != mean.shape[0]:
+        return (x * scale - mean) / std
+    shape = tf.shape(x)
+    width = shape[2]
+    rows = tf.reshape(x, [shape[0] * shape[1], width * shape[3]])
+    out = tf.reshape((rows * scale - tf.tile(mean, [width])) / tf.tile(std, [width]), shape)
+    out.set_shape(x.shape)
+    return out
 
 
 def resize(x, size):
