@@ -27,7 +27,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import machine
+from machine import machine, peak_rss_mib
 
 METHODS = ("folder", "packed", "keras")
 CLASSES = 10
@@ -100,7 +99,7 @@ def child(method: str, directory: str, batches: int, batch_size: int) -> dict:
         next(iterator)
     seconds = time.perf_counter() - t0
     return {"first_batch_s": round(first, 2), "images_per_s": round(batches * batch_size / seconds, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": round(peak_rss_mib(), 1)}
 
 
 def measure(jobs: dict, batches: int, batch_size: int, together: bool) -> dict:

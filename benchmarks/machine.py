@@ -1,4 +1,5 @@
-"""The machine line every benchmark prints beside its figures: float32 matmul GFLOP/s and the CPU's vector flags."""
+"""The machine line every benchmark prints beside its figures (float32 matmul GFLOP/s, the CPU's vector flags), and
+the peak-memory reading the benchmarks that measure memory share."""
 
 from __future__ import annotations
 
@@ -24,3 +25,22 @@ def machine() -> dict:
     except (OSError, StopIteration):
         pass
     return {"matmul_gflops": round(2 * 2048**3 / best / 1e9, 1), "cpu_flags": flags}
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB.
+
+    Linux's ``VmHWM`` starts afresh when a process execs; ``ru_maxrss`` does not: it keeps the peak of the
+    process that forked this one, so a benchmark's child started by a parent holding TensorFlow would report
+    the parent's memory, not its own. ``ru_maxrss`` only where ``/proc`` is missing.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
