@@ -59,6 +59,7 @@ def test_normalise_is_the_formula_bit_for_bit_on_batches_and_keeps_the_static_sh
     expected = (x * tf.cast(arch.pixel_scale, tf.float32) - mean) / std
     np.testing.assert_array_equal(T.normalise(x, arch).numpy(), expected.numpy())
     np.testing.assert_array_equal(T.normalise(x[0], arch).numpy(), expected[0].numpy())  # one image
+    np.testing.assert_array_equal(T.normalise(x.numpy(), arch).numpy(), expected.numpy())  # a numpy batch
     graph = tf.function(lambda v: T.normalise(v, arch)).get_concrete_function(
         tf.TensorSpec([None, shape[1], shape[2], channels]))
     assert graph.structured_outputs.shape.as_list() == [None, shape[1], shape[2], channels]

@@ -43,6 +43,7 @@ def normalise(x, arch: Arch):
     is about 4x slower than over a row, and this step bounded the input
     pipelines' throughput (see benchmarks/input_scale.py).
     """
+    x = tf.convert_to_tensor(x)  # numpy arrays too, as before
     mean = tf.constant(arch.channel_mean(), x.dtype)
     std = tf.constant(arch.channel_std(), x.dtype)
     scale = tf.cast(arch.pixel_scale, x.dtype)
