@@ -56,6 +56,15 @@ def test_public_names_resolve_on_first_use():
         ks.nothing_here  # noqa: B018
 
 
+def test_listing_the_recipes_starts_no_tensorflow():
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom keras_skipae.cli import main\n"
+            "result = CliRunner().invoke(main, ['recipes'])\nassert result.exit_code == 0, result.output\n"
+            "print(result.output.splitlines()[-1], [m for m in ('tensorflow', 'keras') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("[]"), out.stdout + out.stderr
+    assert " recipes in " in out.stdout
+
+
 @pytest.mark.parametrize("args", [["presets"], ["quickstart", "--help"]])
 def test_commands_that_need_no_tensorflow_print_only_ours(args):
     result = _skipae(*args, timeout=60)

@@ -25,10 +25,10 @@ from pydantic import BaseModel, ValidationError
 
 from ..data import DataError
 from ..data.locate import resolve_source
+from ..recipe_library import RECIPES_DIR  # inside the package, so an installed wheel has them
+from ..recipe_library import shipped_recipes as _shipped_in
 from .schema import RECIPE_TYPES, Recipe, RecipeError, apply_quick
 
-#: the shipped recipes: inside the package, so an installed wheel has them (a checkout's recipes/ links here)
-RECIPES_DIR = Path(__file__).resolve().parent / "library"
 #: limits that keep a hostile recipe from taking the machine (a YAML "billion laughs" alias bomb);
 #: raise them with SKIPAE_MAX_RECIPE_BYTES / SKIPAE_MAX_RECIPE_ALIASES if a real recipe needs more
 MAX_RECIPE_BYTES = 1 << 20
@@ -274,8 +274,4 @@ def quickstart_recipe() -> Path:
 
 def shipped_recipes() -> dict[str, str]:
     """``{name: first line of its header}`` of every shipped recipe, by name."""
-    out = {}
-    for path in sorted(RECIPES_DIR.glob("*.yaml")):
-        first = next((line for line in path.read_text().splitlines() if line.startswith("#")), "# ")
-        out[path.stem] = first.lstrip("# ").split(" — ", 1)[-1].strip()
-    return out
+    return _shipped_in(RECIPES_DIR)
