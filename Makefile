@@ -47,8 +47,12 @@ fashion-mnist:
 		echo "note: could not install dataset-fashion-mnist"; \
 	fi
 
+# pip builds the editable install in a fresh isolated environment (about 10 s) unless the build requirements
+# (pyproject.toml: setuptools>=64, wheel) are in $(PY) already; then it uses them
+NO_ISOLATION = $(shell "$(PY)" -c 'import sys, setuptools, wheel; sys.exit(int(setuptools.__version__.split(".")[0]) < 64)' 2>/dev/null && echo --no-build-isolation)
+
 install: env fashion-mnist
-	"$(PY)" -m pip install -q -e ".[test]"
+	"$(PY)" -m pip install -q -e ".[test]" $(NO_ISOLATION)
 
 # ruff's checks (ruff.toml)
 lint: install
