@@ -12,10 +12,10 @@ from pathlib import Path
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes" / "library"
 
 
-def shipped_recipes(directory: Path | None = None) -> dict[str, str]:
-    """``{name: first line of its header}`` of every recipe in ``directory`` (default: the shipped ones), by name."""
+def shipped_recipes() -> dict[str, str]:
+    """``{name: first line of its header}`` of every shipped recipe, by name."""
     out = {}
-    for path in sorted(Path(directory or RECIPES_DIR).glob("*.yaml")):
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
         first = next((line for line in path.read_text().splitlines() if line.startswith("#")), "# ")
         out[path.stem] = first.lstrip("# ").split(" — ", 1)[-1].strip()
     return out

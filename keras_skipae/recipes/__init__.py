@@ -21,6 +21,7 @@ path and what is allowed (:class:`RecipeError`).
 """
 
 from ..data.locate import resolve_source
+from ..recipe_library import shipped_recipes
 from .environment import environment
 from .evaluation import corrupted_for_evaluation, corruption_record, evaluate_model, pipeline_for
 from .loading import (
@@ -31,7 +32,6 @@ from .loading import (
     load_recipe,
     parse_override,
     quickstart_recipe,
-    shipped_recipes,
     read_yaml,
     validate,
 )

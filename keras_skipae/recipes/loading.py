@@ -26,7 +26,6 @@ from pydantic import BaseModel, ValidationError
 from ..data import DataError
 from ..data.locate import resolve_source
 from ..recipe_library import RECIPES_DIR  # inside the package, so an installed wheel has them
-from ..recipe_library import shipped_recipes as _shipped_in
 from .schema import RECIPE_TYPES, Recipe, RecipeError, apply_quick
 
 #: limits that keep a hostile recipe from taking the machine (a YAML "billion laughs" alias bomb);
@@ -271,7 +270,3 @@ def quickstart_recipe() -> Path:
         )
     return path
 
-
-def shipped_recipes() -> dict[str, str]:
-    """``{name: first line of its header}`` of every shipped recipe, by name."""
-    return _shipped_in(RECIPES_DIR)
