@@ -102,24 +102,21 @@ def child(method: str, directory: str, batches: int, batch_size: int) -> dict:
             "peak_rss_mb": round(peak_rss_mib(), 1)}
 
 
-def measure(jobs: dict, batches: int, batch_size: int, together: bool) -> dict:
-    """``{method: directory}`` -> ``{method: figures}``, each in its own process; one at a time unless ``together``
-    (the smoke run: its figures are not measurements)."""
-    def start(method, directory):
-        return subprocess.Popen([sys.executable, __file__, "--child", method, "--dir", str(directory), "--batches",
-                                 str(batches), "--batch-size", str(batch_size)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)  # fmt: skip
-
-    def finish(method, proc):
-        out, err = proc.communicate(timeout=3600)
+def measure(jobs: dict, batches: int, batch_size: int, smoke: bool) -> dict:
+    """``{method: directory}`` -> ``{method: figures}``, each method in a fresh process of its own, one at a time;
+    the smoke run measures every method in turn in one process (one TensorFlow start-up; its figures are not
+    measurements, the peak memory least of all)."""
+    groups = [list(jobs)] if smoke else [[method] for method in jobs]
+    figures = {}
+    for methods in groups:
+        cmd = [sys.executable, __file__, "--child", ",".join(methods), "--dir", ",".join(str(jobs[m]) for m in methods),
+               "--batches", str(batches), "--batch-size", str(batch_size)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
         if proc.returncode != 0:
-            raise SystemExit(f"{method} on {jobs[method]} failed:\n{err[-3000:]}")
-        return json.loads(out.strip().splitlines()[-1])
-
-    if together:
-        procs = {method: start(method, directory) for method, directory in jobs.items()}
-        return {method: finish(method, proc) for method, proc in procs.items()}
-    return {method: finish(method, start(method, directory)) for method, directory in jobs.items()}
+            raise SystemExit(f"{', '.join(methods)} on {', '.join(str(jobs[m]) for m in methods)} failed:\n"
+                             f"{proc.stderr[-3000:]}")
+        figures.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return figures
 
 
 def pack(folder: Path, out: Path) -> float:
@@ -140,11 +137,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--workdir", default="/tmp/skipae_input_scale", help="where the image sets and packs go (kept)")
     parser.add_argument("--smoke", action="store_true", help="seconds: 300 images, 3 batches (not a measurement)")
     parser.add_argument("--json", default=None, help="write the figures to this file")
-    parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
-    parser.add_argument("--dir", help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # comma-separated methods, measured in turn
+    parser.add_argument("--dir", help=argparse.SUPPRESS)  # their directories, in the same order
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.dir, args.batches, args.batch_size)))
+        methods, dirs = args.child.split(","), args.dir.split(",")
+        if not set(methods) <= set(METHODS) or len(dirs) != len(methods):
+            parser.error(f"--child takes methods of {METHODS} and as many --dir entries")
+        print(json.dumps({m: child(m, d, args.batches, args.batch_size) for m, d in zip(methods, dirs)}))
         return {}
     sizes = [300] if args.smoke else [int(s) for s in args.sizes.split(",")]
     batches = 3 if args.smoke else args.batches
@@ -163,7 +163,7 @@ def main(argv=None) -> dict:
             pack_s = pack(folder, packed)
         row = {"pack_s": None if pack_s is None else round(pack_s, 1)}
         jobs = {"folder": folder, "packed": packed, "keras": folder / "train"}
-        row.update(measure(jobs, batches, args.batch_size, together=args.smoke))
+        row.update(measure(jobs, batches, args.batch_size, smoke=args.smoke))
         for method in METHODS:
             r = row[method]
             print(f"{n:>8} {method:>7} {r['first_batch_s']:>14} {r['images_per_s']:>9} {r['peak_rss_mb']:>8}")
