@@ -98,3 +98,73 @@ def test_the_threshold_is_the_users_to_set(tmp_path, monkeypatch):
         stream_above()
     with pytest.raises(DataError, match="stream_above= applies to folder: sources only"):
         data.load("idx:", "train", stream_above=10)
+
+
+@pytest.mark.parametrize("storage", ["fast", "slow"])
+def test_headers_read_alike_in_one_thread_and_in_many(tmp_path, monkeypatch, storage):
+    """Where the first chunk reads slowly (cold or network storage) the rest is read by threads: the same
+    results, in the same order, unusable files included."""
+    from keras_skipae.data import headers
+
+    write_folder_tree(str(tmp_path / "t"), {"train": 7}, size=(9, 13), fmt="png")
+    (tmp_path / "t" / "train" / "cat" / "broken.png").write_bytes(b"not an image")
+    files = sorted(str(p) for p in (tmp_path / "t" / "train").rglob("*.png"))
+    monkeypatch.setattr(headers, "CHUNK", 4)
+    monkeypatch.setattr(headers, "SLOW_STORAGE_S", 0.0 if storage == "slow" else 1e9)
+    threads = []
+    original = headers.ThreadPoolExecutor
+    monkeypatch.setattr(headers, "ThreadPoolExecutor", lambda **kw: threads.append(kw) or original(**kw))
+    shapes, problems = headers.read_headers(files, limit=1000)
+    assert bool(threads) == (storage == "slow")
+    broken = files.index(str(tmp_path / "t" / "train" / "cat" / "broken.png"))
+    assert [p is None for p in problems] == [i != broken for i in range(len(files))]
+    assert "not an image" in problems[broken] and shapes[broken].tolist() == [0, 0, 0]
+    assert all(shapes[i].tolist() == [9, 13, 3] for i in range(len(files)) if i != broken)
+    _, over = headers.read_headers(files[:1], limit=100)
+    assert "over the limit of 100" in over[0]
+
+
+def test_training_on_streamed_files_shuffles_the_names_before_decoding(tmp_path, monkeypatch):
+    """Files decoded as read (not cached): each epoch is a fresh permutation of every example, the same for the
+    same seed, and the first batch waits for no buffer of decoded images (only what prefetching asks for)."""
+    import tensorflow as tf
+
+    from keras_skipae.data import files
+    from keras_skipae.models import resolve_arch
+
+    decoded = []
+    lazy_decoder = files.lazy_decoder
+
+    def counting_decoder(*args, **kwargs):  # the table's decode, counting the images it decodes
+        plain = lazy_decoder(*args, **kwargs)
+
+        def decode(ref, target):
+            with tf.control_dependencies([tf.py_function(lambda: decoded.append(1) or 0, [], tf.int64)]):
+                return plain(ref, target)
+
+        return decode
+
+    monkeypatch.setattr(files, "lazy_decoder", counting_decoder)
+    path = write_folder_tree(str(tmp_path / "t"), {"train": 200}, size=(8, 8), fmt="png")  # 200 per class
+    ds = data.load(f"folder:{path}", "train", stream_above=0)
+    arch = resolve_arch("tiny", input_shape=(8, 8, 3))
+    train = data.classification_pipeline(ds, arch, 8, training=True, seed=3, cache=False)
+    next(iter(train))
+    assert 8 <= len(decoded) < 200, f"{len(decoded)} of {ds.info.num_examples} images decoded for the first batch of 8"
+
+    def epoch_labels(pipeline):
+        return np.concatenate([y for _, y in pipeline.as_numpy_iterator()])
+
+    train = data.classification_pipeline(ds, arch, 8, training=True, seed=3, cache=False, drop_remainder=False)
+    # the same labels as the file order, in another order each epoch, and the same order again for the same seed
+    one, two = epoch_labels(train), epoch_labels(train)
+    labels = ds.info.table.labels()
+    assert sorted(one) == sorted(two) == sorted(labels) and not np.array_equal(one, two)
+    again = data.classification_pipeline(ds, arch, 8, training=True, seed=3, cache=False, drop_remainder=False)
+    np.testing.assert_array_equal(epoch_labels(again), one)
+    assert not np.array_equal(one, labels)
+    # a subset (data.split) is shuffled over its own files only
+    part = data.split(ds, labels_per_class=20, val_fraction=0.0, seed=0).labelled
+    sub = epoch_labels(data.classification_pipeline(part, arch, 8, training=True, seed=3, cache=False,
+                                                    drop_remainder=False))
+    assert sorted(sub) == sorted(part.info.table.labels()) and len(sub) == part.info.num_examples == 20 * 3

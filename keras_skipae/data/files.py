@@ -102,12 +102,10 @@ class Tree:
             return sorted(d for d in dirs if not d.startswith(".")), sorted(
                 f for f in files if not f.startswith(".")
             )
-        base = os.path.join(self.path, full)
-        entries = sorted(e for e in os.listdir(base) if not e.startswith("."))
-        return (
-            [e for e in entries if os.path.isdir(os.path.join(base, e))],
-            [e for e in entries if not os.path.isdir(os.path.join(base, e))],
-        )
+        # scandir: whether an entry is a folder comes with its name (no stat per file, except for links)
+        with os.scandir(os.path.join(self.path, full)) as scan:
+            entries = sorted((e.name, e.is_dir()) for e in scan if not e.name.startswith("."))
+        return [name for name, is_dir in entries if is_dir], [name for name, is_dir in entries if not is_dir]
 
     def _member_bytes(self, member: zipfile.ZipInfo) -> bytes:
         """A member's content, sliced from the archive read once into memory (stored or deflated)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -20,6 +21,10 @@ from .decode import count_setting, image_channels
 
 DEFAULT_STREAM_ABOVE = 50_000
 HEAD_BYTES = 4096
+#: files per unit of work; the first unit is read in the calling thread and timed
+CHUNK = 512
+#: seconds per file above which the storage, not Python, sets the pace, and threads overlap its waits
+SLOW_STORAGE_S = 50e-6
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); not DHT (C4), JPG (C8), DAC (CC)
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> channels as TensorFlow decodes (palette -> RGB)
@@ -56,9 +61,12 @@ def _from_bytes(head: bytes) -> tuple[int, int, int] | None:
 
 def header_shape(path: str) -> tuple[tuple[int, int, int] | None, str | None]:
     """``((height, width, channels), None)`` of the image at ``path``, or ``(None, why it cannot be read)``."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(HEAD_BYTES)
+    try:  # os.open/os.read: a third of the time of open() and a buffered file object, per file
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            head = os.read(fd, HEAD_BYTES)
+        finally:
+            os.close(fd)
     except OSError as exc:
         return None, f"cannot read the file ({exc.strerror or exc})"
     found = _from_bytes(head)
@@ -81,17 +89,34 @@ def header_shape(path: str) -> tuple[tuple[int, int, int] | None, str | None]:
 def read_headers(paths, limit: int) -> tuple[np.ndarray, list]:
     """``(shapes (N, 3), problems)`` for ``paths``: zeros and a message where a file cannot be used.
 
-    Files are read in parallel threads (the work is file reads); an image over
-    ``limit`` pixels is a problem, as decoding would refuse it.
+    An image over ``limit`` pixels is a problem, as decoding would refuse it.
+    Files are read in chunks. Where the files are in the page cache, one
+    thread is fastest (about 15 us a file: the work is Python's, and threads
+    would only contend for the interpreter); where the storage is slow (cold
+    disks, network file systems) threads overlap its waits. The first chunk,
+    read in this thread and timed, says which.
     """
     paths = list(paths)
     shapes = np.zeros((len(paths), 3), dtype=np.int64)
     problems: list = [None] * len(paths)
-    with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
-        for i, (shape, problem) in enumerate(pool.map(header_shape, paths, chunksize=256)):
-            if problem is None and shape[0] * shape[1] > limit:
-                problem = f"{shape[1]}x{shape[0]} pixels, over the limit of {limit} (max_image_pixels)"
-            if problem is None:
-                shapes[i] = shape
-            problems[i] = problem
+    chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
+
+    def read(chunk):
+        return [header_shape(path) for path in chunk]
+
+    start = time.perf_counter()
+    results = [read(chunks[0])] if chunks else []
+    slow = chunks and (time.perf_counter() - start) / len(chunks[0]) > SLOW_STORAGE_S
+    if slow and len(chunks) > 1:
+        with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
+            results += pool.map(read, chunks[1:])
+    else:
+        results += map(read, chunks[1:])
+    found = (item for chunk in results for item in chunk)
+    for i, (shape, problem) in enumerate(found):
+        if problem is None and shape[0] * shape[1] > limit:
+            problem = f"{shape[1]}x{shape[0]} pixels, over the limit of {limit} (max_image_pixels)"
+        if problem is None:
+            shapes[i] = shape
+        problems[i] = problem
     return shapes, problems

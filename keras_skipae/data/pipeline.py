@@ -66,8 +66,9 @@ def pretrain_pipeline(
         raise DataError(f"corruption={corruption!r}; expected one of {', '.join(CORRUPTION_MODES)}")
     _check_batch(batch_size)
     info = info_of(ds)
+    ds, shuffled = _shuffled_files(ds, info, cache, training, seed)
     images = ds.map(lambda image, *rest: image, num_parallel_calls=AUTOTUNE)
-    images = _cache_shuffle(images, info, cache, training, seed)
+    images = _cache_shuffle(images, info, cache, training and not shuffled, seed)
     size = _target_size(arch, crop_size)
     variable = _varies(ds)
     if variable:
@@ -120,7 +121,8 @@ def classification_pipeline(
     _check_batch(batch_size)
     info = info_of(ds)
     _check_task(ds, "classification", "classification_pipeline")
-    ds = _cache_shuffle(ds, info, cache, training, seed)
+    ds, shuffled = _shuffled_files(ds, info, cache, training, seed)
+    ds = _cache_shuffle(ds, info, cache, training and not shuffled, seed)
     size = _target_size(arch, None)
     variable = _varies(ds)
     if variable:
@@ -191,7 +193,8 @@ def segmentation_pipeline(
         )
     size = tuple(crop_size) if (crop_size is not None and training) else arch_size
     random_geometry = training and (augment or crop_size is not None)
-    ds = _cache_shuffle(ds, info, cache, training, seed)
+    ds, shuffled = _shuffled_files(ds, info, cache, training, seed)
+    ds = _cache_shuffle(ds, info, cache, training and not shuffled, seed)
     variable = _varies(ds)
     if variable:
         if size is None:
@@ -274,6 +277,24 @@ def _size_error(info, where: str) -> DataError:
 def _padding(x) -> int:
     h = x.shape[1] or 32
     return max(1, int(round(h / 8)))
+
+
+def _caches(info, cache: bool) -> bool:
+    """Whether the pipeline keeps the decoded examples (asked, not held in memory already, within the budget)."""
+    if not cache or (info is not None and info.in_memory):
+        return False
+    size = _estimated_bytes(info)
+    return size is None or size <= CACHE_BUDGET_BYTES
+
+
+def _shuffled_files(ds, info, cache: bool, training: bool, seed):
+    """``(ds, True)`` re-read from its files in a fresh random order each epoch, when training on files that are
+    decoded as they are read (not cached): the order is drawn over the file names, all of them, before decoding,
+    so the first batch waits for no shuffle buffer of decoded images. Else ``(ds, False)``, unchanged."""
+    table = info.table if info is not None else None
+    if not training or _caches(info, cache) or not getattr(table, "shuffles_files", False):
+        return ds, False
+    return table.dataset(shuffle_seed=seed), True
 
 
 def _cache_shuffle(ds, info, cache: bool, training: bool, seed):

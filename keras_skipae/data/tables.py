@@ -54,6 +54,8 @@ class FileTable:
     """
 
     in_memory = False
+    #: ``dataset(shuffle_seed=...)`` shuffles the references before decoding (the pipelines use it in training)
+    shuffles_files = True
 
     def __init__(self, refs: np.ndarray, targets: np.ndarray, task: str, decode: Callable, element_spec):
         self.refs = refs
@@ -66,9 +68,18 @@ class FileTable:
     def labels(self) -> np.ndarray | None:
         return np.asarray(self.targets) if self.task == "classification" else None
 
-    def dataset(self, indices: np.ndarray | None = None) -> tf.data.Dataset:
+    def dataset(self, indices: np.ndarray | None = None, shuffle_seed: int | None | bool = False) -> tf.data.Dataset:
+        """The examples at ``indices`` (all by default), decoded as read.
+
+        ``shuffle_seed`` (an int, or None for an unseeded order) shuffles the
+        file references, all of them, anew each epoch, before anything is
+        decoded: a perfect shuffle whose first batch waits for no buffer of
+        decoded images. ``False``: in order.
+        """
         idx = np.arange(self.num_examples) if indices is None else np.asarray(indices, dtype=np.int64)
         ds = tf.data.Dataset.from_tensor_slices((self.refs[idx], self.targets[idx]))
+        if shuffle_seed is not False:
+            ds = ds.shuffle(max(len(idx), 1), seed=shuffle_seed, reshuffle_each_iteration=True)
         return ds.map(self.decode, num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
@@ -156,6 +167,12 @@ class SubsetTable:
         labels = self.parent.labels()
         return None if labels is None else labels[self.indices]
 
-    def dataset(self, indices: np.ndarray | None = None) -> tf.data.Dataset:
+    @property
+    def shuffles_files(self) -> bool:
+        return bool(getattr(self.parent, "shuffles_files", False))
+
+    def dataset(self, indices: np.ndarray | None = None, shuffle_seed: int | None | bool = False) -> tf.data.Dataset:
         idx = self.indices if indices is None else self.indices[np.asarray(indices, dtype=np.int64)]
+        if shuffle_seed is not False:
+            return self.parent.dataset(idx, shuffle_seed=shuffle_seed)
         return self.parent.dataset(idx)
