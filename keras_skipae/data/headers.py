@@ -21,7 +21,7 @@ from .decode import count_setting, image_channels
 
 DEFAULT_STREAM_ABOVE = 50_000
 HEAD_BYTES = 4096
-#: files per unit of work; the first unit is read in the calling thread and timed
+#: files per unit of work, each read in the calling thread and timed until one reads slowly
 CHUNK = 512
 #: seconds per file above which the storage, not Python, sets the pace, and threads overlap its waits
 SLOW_STORAGE_S = 50e-6
@@ -93,8 +93,9 @@ def read_headers(paths, limit: int) -> tuple[np.ndarray, list]:
     Files are read in chunks. Where the files are in the page cache, one
     thread is fastest (about 15 us a file: the work is Python's, and threads
     would only contend for the interpreter); where the storage is slow (cold
-    disks, network file systems) threads overlap its waits. The first chunk,
-    read in this thread and timed, says which.
+    disks, network file systems) threads overlap its waits. Chunks are read
+    in this thread and timed; from the first that spent most of its time
+    waiting for the storage on, the rest go to threads.
     """
     paths = list(paths)
     shapes = np.zeros((len(paths), 3), dtype=np.int64)
@@ -104,14 +105,16 @@ def read_headers(paths, limit: int) -> tuple[np.ndarray, list]:
     def read(chunk):
         return [header_shape(path) for path in chunk]
 
-    start = time.perf_counter()
-    results = [read(chunks[0])] if chunks else []
-    slow = chunks and (time.perf_counter() - start) / len(chunks[0]) > SLOW_STORAGE_S
-    if slow and len(chunks) > 1:
-        with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
-            results += pool.map(read, chunks[1:])
-    else:
-        results += map(read, chunks[1:])
+    results = []
+    for k, chunk in enumerate(chunks):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        results.append(read(chunk))
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        # slow storage: the thread waited (wall time well over its CPU time), not a busy or profiled interpreter
+        if wall / len(chunk) > SLOW_STORAGE_S and wall > 2 * cpu and k + 1 < len(chunks):
+            with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
+                results += pool.map(read, chunks[k + 1:])
+            break
     found = (item for chunk in results for item in chunk)
     for i, (shape, problem) in enumerate(found):
         if problem is None and shape[0] * shape[1] > limit:

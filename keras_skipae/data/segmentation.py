@@ -131,8 +131,12 @@ def _check_files(result, keep, image_names, mask_names, source, pal) -> None:
 
 
 def uniform_shape(shapes: np.ndarray, channels: int):
-    hw = {(int(s[0]), int(s[1])) for s in shapes}
-    return (*hw.pop(), int(channels)) if len(hw) == 1 else None
+    """``(height, width, channels)`` when every row of ``shapes`` has the same height and width, else None."""
+    shapes = np.asarray(shapes, dtype=np.int64)
+    if not shapes.size:
+        return None
+    hw = np.unique(shapes[:, :2], axis=0)
+    return (int(hw[0, 0]), int(hw[0, 1]), int(channels)) if len(hw) == 1 else None
 
 
 def warn_ignored(ignored: list, source: str) -> None:

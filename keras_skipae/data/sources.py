@@ -417,8 +417,8 @@ def _stream_table(refs, names, labels, on_error, limit):
         warn(f"skipped {len(skipped)} unusable file(s) (on_error='skip'), e.g. {skipped[0]}")
     keep = np.flatnonzero(np.asarray([p is None for p in problems], dtype=bool))
     channels = _files.choose_channels(shapes[keep]) if len(keep) else 3
-    hw = {(int(h), int(w)) for h, w, _ in shapes[keep]}
-    size = hw.pop() if len(hw) == 1 else (None, None)
+    hw = np.unique(shapes[keep][:, :2], axis=0)
+    size = (int(hw[0, 0]), int(hw[0, 1])) if len(hw) == 1 else (None, None)
     decode = _files.lazy_decoder(False, channels, "classification", size=size, limit=limit)
     table = FileTable(refs[keep], np.asarray(labels, np.int32)[keep], "classification", decode, None)
     return table, channels, shapes[keep], skipped
