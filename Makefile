@@ -62,11 +62,12 @@ lint: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 "$(PY)" -m mkdocs build --strict --quiet --site-dir "$${SITE_DIR:-site}"
 
-# lint, the docs site, then the suite on every core (pytest-xdist), at most 4 workers: each holds its own TensorFlow.
-# The tests marked slow (kill -9 at every moment, multi-process runs, seeded kills) run in test-slow and test-all;
+# lint, the docs site, then the suite on every core (pytest-xdist), at most 4 workers: each holds its own TensorFlow;
+# worksteal: a worker that runs out of tests takes queued ones from the other (durations range 0.01-35 s); the 25
+# slowest tests are listed at the end, to see where the time goes. The tests marked slow (kill -9 at every moment, multi-process runs, seeded kills) run in test-slow and test-all;
 # the broad kill sweeps (marked sweep, ~15 min) only with pytest -m sweep tests/test_kill_sweep.py.
 test: lint docs
-	PATH="$(BIN):$$PATH" "$(PY)" -m pytest -q -n auto --maxprocesses=4 -m "not slow and not sweep" $(PYTEST_ARGS)
+	PATH="$(BIN):$$PATH" "$(PY)" -m pytest -q -n auto --maxprocesses=4 --dist worksteal --durations=25 -m "not slow and not sweep" $(PYTEST_ARGS)
 
 test-slow: install
 	PATH="$(BIN):$$PATH" "$(PY)" -m pytest -q -n auto --maxprocesses=4 -m "slow and not sweep" $(PYTEST_ARGS)
