@@ -298,17 +298,16 @@ def _shuffled_files(ds, info, cache: bool, training: bool, seed):
 
 
 def _cache_shuffle(ds, info, cache: bool, training: bool, seed):
-    if cache and not (info is not None and info.in_memory):
+    if _caches(info, cache):
+        ds = ds.cache()
+    elif cache and not info.in_memory:  # asked for, but over the budget (_caches decided it from the size)
         size = _estimated_bytes(info)
-        if size is not None and size > CACHE_BUDGET_BYTES:
-            warnings.warn(
-                f"not caching {info.name} [{info.split}]: its decoded images take about {size / 1024**3:.1f} GiB, "
-                f"over the {CACHE_BUDGET_BYTES / 1024**3:.1f} GiB budget (SKIPAE_DATA_CACHE_BYTES); "
-                "they are decoded again every epoch",
-                stacklevel=3,
-            )
-        else:
-            ds = ds.cache()
+        warnings.warn(
+            f"not caching {info.name} [{info.split}]: its decoded images take about {size / 1024**3:.1f} GiB, "
+            f"over the {CACHE_BUDGET_BYTES / 1024**3:.1f} GiB budget (SKIPAE_DATA_CACHE_BYTES); "
+            "they are decoded again every epoch",
+            stacklevel=3,
+        )
     if training:
         ds = ds.shuffle(_buffer(ds, info), seed=seed, reshuffle_each_iteration=True)
     return ds
