@@ -66,7 +66,7 @@ def saved_model(
 def stage_saved_model(model, tmp: Path, final: Path, name: str, version: int, samples, seed) -> ExportResult:
     """Write the SavedModel to ``tmp`` and verify it; raises :class:`ParityError`. Moves nothing."""
     kind, arch = model_info(model)
-    module = ServingModule(model)
+    module = ServingModule(model, forward_deconv=True)  # TensorFlow's transposed convolutions are slow on CPUs
     module.write(tmp)
     loaded = tf.saved_model.load(str(tmp))
     with ParityRunner(model, "savedmodel", str(final), seed) as parity:

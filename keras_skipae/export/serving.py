@@ -24,6 +24,7 @@ import tensorflow as tf
 from ..arch import Arch
 from ..kinds import KINDS as REGISTRY
 from .reports import ExportError
+from .rewrite import forward_convolutions
 
 KINDS = tuple(REGISTRY)
 SIGNATURE_PIXELS = "serving_default"
@@ -153,18 +154,25 @@ class ServingModule(tf.Module):
     expected signature. ``validate=False`` leaves the asserts out (ONNX and
     LiteRT have no assert op). ``input_size=(height, width)`` fixes the
     spatial size of the graph (LiteRT's needs it; see :func:`signature_spec`).
+    ``forward_deconv=True`` computes the transposed convolutions as the
+    forward convolutions that give the same result (:mod:`.rewrite`), which
+    TensorFlow fuses and runs faster on CPUs; the SavedModel export uses it
+    (ONNX Runtime and LiteRT ran the two graphs at the same speed, so their
+    exports keep the transposed convolutions).
 
     >>> module = ServingModule(ks.build("classifier", "tiny"))
     >>> module.write("models/classifier/1")      # a SavedModel with both signatures
     """
 
-    def __init__(self, model, *, validate: bool = True, input_size: tuple | None = None):
+    def __init__(self, model, *, validate: bool = True, input_size: tuple | None = None, forward_deconv: bool = False):
         super().__init__(name="keras_skipae_serving")
         kind, arch = model_info(model)
         self.kind = kind
         self.validate = validate
         self.spec = signature_spec(model, input_size)
         self.model = float32_model(model, dynamic_spatial=REGISTRY[kind].any_size, input_size=input_size)
+        if forward_deconv:
+            self.model = forward_convolutions(self.model)
         self._scale = float(arch.pixel_scale)
         self._mean = [float(m) for m in arch.channel_mean()]
         self._std = [float(s) for s in arch.channel_std()]
