@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from machine import describe, machine  # noqa: E402  (before TensorFlow: its kernel choice)
 
 import numpy as np
 import onnxruntime as ort
@@ -46,8 +47,6 @@ import tensorflow as tf
 
 import keras_skipae as ks
 from keras_skipae import export
-
-from machine import machine
 
 SIGNATURE = export.SIGNATURE_NORMALISED
 PRESET = "allconv-c"
@@ -148,9 +147,13 @@ def runtimes(kind: str, workdir: Path, threads: int | None, investigate: bool = 
             calls[name] = lambda x, variant=variant: variant.run(None, {"images": x})
         function = getattr(loaded, SIGNATURE)  # the restored tf.function; keep `loaded` alive with it
         calls["sm function"] = lambda x, loaded=loaded: function(tf.constant(x))
-        module = export.ServingModule(model, validate=False)
+        module = export.ServingModule(model, validate=False, forward_deconv=True)  # as the SavedModel
         xla = tf.function(module.normalised.python_function, input_signature=module.normalised.input_signature, jit_compile=True)
         calls["tf xla"] = lambda x: xla(tf.constant(x))
+        # the serving graph without its asserts, with and without the transposed convolutions' rewrite
+        for name, forward in (("tf forward", True), ("tf transposed", False)):
+            fn = export.ServingModule(model, validate=False, forward_deconv=forward).normalised
+            calls[name] = lambda x, fn=fn: fn(tf.constant(x))
     return calls
 
 
@@ -235,7 +238,7 @@ def main(argv=None) -> int:
     figures = machine()
     if args.smoke:
         print(f"smoke run: figures are not measurements ({args.preset} preset, {args.calls} calls, {args.batches} batches)")
-    print(f"machine: float32 matmul {figures['matmul_gflops']} GFLOP/s, flags {' '.join(figures['cpu_flags'])}")
+    print(describe(figures))
     print(table(rows))
     print()
     checks = targets(rows)

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from machine import describe, machine  # noqa: E402  (before TensorFlow: its kernel choice)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -45,8 +46,6 @@ import tensorflow as tf  # noqa: E402
 
 import keras_skipae as ks  # noqa: E402
 from keras_skipae import data  # noqa: E402
-
-from machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 5.0
@@ -224,7 +223,7 @@ def run(args) -> int:
             f"{cv['train_step_images_per_s']:.1f} img/s; ratio {cv['ratio']:.1f}x"
         )
     results.update(machine())
-    print(f"machine: float32 matmul {results['matmul_gflops']} GFLOP/s, flags {' '.join(results['cpu_flags'])}")
+    print(describe(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

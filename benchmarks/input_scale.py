@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import machine, peak_rss_mib
+from machine import describe, machine, peak_rss_mib
 
 METHODS = ("folder", "packed", "keras")
 CLASSES = 10
@@ -150,7 +150,7 @@ def main(argv=None) -> dict:
     batches = 3 if args.smoke else args.batches
     work = Path(args.workdir if not args.smoke else args.workdir + "_smoke")
     figures = {**machine(), "batches": batches, "batch_size": args.batch_size, "sizes": {}}
-    print(f"machine: float32 matmul {figures['matmul_gflops']} GFLOP/s, CPU flags {' '.join(figures['cpu_flags'])}")
+    print(describe(figures))
     if args.smoke:
         print("smoke run: figures are not measurements")
     pool = jpeg_pool(50 if args.smoke else 1000)

@@ -1,14 +1,23 @@
-"""The machine line every benchmark prints beside its figures (float32 matmul GFLOP/s, the CPU's vector flags), and
-the peak-memory reading the benchmarks that measure memory share."""
+"""The machine line every benchmark prints beside its figures (float32 matmul GFLOP/s, the CPU's vector flags, whether
+TensorFlow runs its oneDNN kernels), the kernel choice every benchmark starts TensorFlow with (the ``skipae``
+command's), and the peak-memory reading the benchmarks that measure memory share."""
 
 from __future__ import annotations
 
 import time
 
+from keras_skipae.tf_startup import prefer_onednn
+
+# every benchmark imports this module before TensorFlow: TensorFlow then starts on the kernels the skipae command
+# starts it on (oneDNN on x86-64 CPUs unless TF_ENABLE_ONEDNN_OPTS is set), in the script and in its child processes
+prefer_onednn()
+
 
 def machine() -> dict:
-    """float32 2048x2048 matmul GFLOP/s under TensorFlow (best of 5) and the CPU's vector flags."""
+    """float32 2048x2048 matmul GFLOP/s under TensorFlow (best of 5), the CPU's vector flags, oneDNN on or off."""
     import tensorflow as tf
+
+    from keras_skipae.train.threads import onednn_enabled
 
     a = tf.random.normal((2048, 2048))
     tf.matmul(a, a).numpy()
@@ -24,7 +33,14 @@ def machine() -> dict:
         flags = sorted({f for f in line.split() if f.startswith(("avx", "amx", "fma"))})
     except (OSError, StopIteration):
         pass
-    return {"matmul_gflops": round(2 * 2048**3 / best / 1e9, 1), "cpu_flags": flags}
+    return {"matmul_gflops": round(2 * 2048**3 / best / 1e9, 1), "cpu_flags": flags, "onednn": onednn_enabled()}
+
+
+def describe(figures: dict) -> str:
+    """The machine line: ``machine: float32 matmul N GFLOP/s, flags ..., oneDNN on|off``."""
+    onednn = {True: "on", False: "off"}.get(figures.get("onednn"), "unknown")
+    return (f"machine: float32 matmul {figures['matmul_gflops']} GFLOP/s, flags {' '.join(figures['cpu_flags'])}, "
+            f"TensorFlow's oneDNN kernels {onednn}")
 
 
 def peak_rss_mib() -> float:

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from machine import machine
+from machine import describe, machine
 
 
 def _timed(fn) -> float:
@@ -71,7 +71,7 @@ def main(argv=None) -> dict:
     }
     result["probe_share_of_epoch"] = round(steady / result["epoch_seconds"], 4)
     result["first_probe_share_of_epoch"] = round(result["first_probe_seconds"] / result["epoch_seconds"], 4)
-    print(f"machine: float32 matmul {result['matmul_gflops']} GFLOP/s, flags {' '.join(result['cpu_flags'])}")
+    print(describe(result))
     print(f"pre-training epoch on {n} images: {result['epoch_seconds']:.2f} s (median of {repeats} fits of "
           f"{epochs} epochs, range {min(plain):.2f}-{max(plain):.2f})")
     print(f"probe ({probed} + {probed} images): first probed epoch {result['first_probe_seconds']:.2f} s "

@@ -33,7 +33,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from machine import machine
+from machine import describe, machine  # noqa: E402
 
 BATCH = 64
 PRESET = "allconv-c"
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
             results[kind] = summarise(rows, steps, args.top)
     if args.smoke:
         print(f"smoke run: figures are not measurements ({preset} preset, {steps} steps)")
-    print(f"machine: float32 matmul {figures['matmul_gflops']} GFLOP/s, flags {' '.join(figures['cpu_flags'])}")
+    print(describe(figures))
     for kind, s in results.items():
         ph = s["phases"]
         print(f"\n{kind} ({preset}, batch {BATCH}, float32): {s['ms_per_step']:.1f} ms of op self-time per step "

@@ -28,6 +28,10 @@ least 1.0x PyTorch eager on an AVX2-only CPU (1.15x with AVX-512).
     python benchmarks/torch_compare.py --smoke         # seconds: the script works (tiny preset, 64 images, 1 repeat)
     python benchmarks/torch_compare.py --json out.json
     python benchmarks/torch_compare.py --xla           # also the trainer with its step compiled by XLA
+    python benchmarks/torch_compare.py --eigen         # also the trainer with TensorFlow's oneDNN kernels off
+
+The script starts TensorFlow as the ``skipae`` command does: with its oneDNN kernels on x86-64 CPUs
+(``machine.py``); ``--eigen`` adds the trainer without them, side by side.
 
 Needs PyTorch (``pip install torch``, CPU build); without it the PyTorch sides are left out and said so.
 """
@@ -45,13 +49,15 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from machine import describe, machine  # noqa: E402  (before TensorFlow: its kernel choice)
 
 BATCH = 64
 PRESET = "allconv-c"
 SMOKE_PRESET = "tiny"
 SIDES = ("trainer", "keras", "torch", "torch_cl")
-#: sides run only when asked (--xla): the trainer with its training step compiled by XLA (Trainer(jit_compile=True))
-EXTRA_SIDES = ("trainer_xla",)
+#: sides run only when asked: --xla, the trainer with its training step compiled by XLA (Trainer(jit_compile=True));
+#: --eigen, the trainer on TensorFlow's default kernels where oneDNN is not on by default (TF_ENABLE_ONEDNN_OPTS=0)
+EXTRA_SIDES = ("trainer_xla", "trainer_eigen")
 
 
 def _steal() -> tuple[int, int]:
@@ -222,7 +228,7 @@ def time_torch(preset: str, images: int, channels_last: bool) -> float:
 # ------------------------------------------------------------------------------ driver
 def child(side: str, preset: str, images: int) -> dict:
     steal0, all0 = _steal()
-    if side in ("trainer", "keras", "trainer_xla"):
+    if side in ("trainer", "keras", "trainer_xla", "trainer_eigen"):
         rate = time_keras(preset, images, trainer=side != "keras", xla=side == "trainer_xla")
     else:
         rate = time_torch(preset, images, channels_last=side == "torch_cl")
@@ -232,7 +238,8 @@ def child(side: str, preset: str, images: int) -> dict:
 
 def run_child(side: str, preset: str, images: int) -> dict:
     cmd = [sys.executable, __file__, "--child", side, "--preset", preset, "--images", str(images)]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent)
+    env = {**os.environ, **({"TF_ENABLE_ONEDNN_OPTS": "0"} if side == "trainer_eigen" else {})}
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent, env=env)
     if done.returncode:
         raise RuntimeError(f"{side} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -246,6 +253,8 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="seconds, not a measurement: tiny preset, 64 images, 1 repeat")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--xla", action="store_true", help="also time the trainer with its step compiled by XLA")
+    p.add_argument("--eigen", action="store_true",
+                   help="also time the trainer with TensorFlow's oneDNN kernels off (TF_ENABLE_ONEDNN_OPTS=0)")
     p.add_argument("--child", choices=SIDES + EXTRA_SIDES, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     preset = args.preset or (SMOKE_PRESET if args.smoke else PRESET)
@@ -259,6 +268,8 @@ def main(argv=None) -> int:
         print("PyTorch is not installed: its sides are left out (pip install torch, CPU build)")
     if args.xla:
         sides.insert(1, "trainer_xla")
+    if args.eigen:
+        sides.insert(1, "trainer_eigen")
     runs = {side: [] for side in sides}
     for repeat in range(repeats):
         for side in sides:
@@ -267,7 +278,6 @@ def main(argv=None) -> int:
             runs[side].append(result)
             print(f"repeat {repeat + 1}: {side:9s} {result['images_per_s']:7.1f} img/s  "
                   f"(steal {result['steal_share']:.0%})", flush=True)
-    from machine import machine
 
     figures = machine()
     rates = {s: [r["images_per_s"] for r in rs] for s, rs in runs.items()}
@@ -275,14 +285,15 @@ def main(argv=None) -> int:
     summary = {s: {"median": round(med[s], 1), "min": round(min(v), 1), "max": round(max(v), 1),
                    "spread_of_median": round((max(v) - min(v)) / med[s], 3)} for s, v in rates.items()}
     ratios = {"trainer/keras": [round(a / b, 3) for a, b in zip(rates["trainer"], rates["keras"])]}
-    if "trainer_xla" in rates:
-        ratios["trainer_xla/trainer"] = [round(a / b, 3) for a, b in zip(rates["trainer_xla"], rates["trainer"])]
+    for a, b in (("trainer_xla", "trainer"), ("trainer", "trainer_eigen")):
+        if a in rates and b in rates:
+            ratios[f"{a}/{b}"] = [round(x / y, 3) for x, y in zip(rates[a], rates[b])]
     if "torch" in rates:
-        for s in [side for side in ("trainer", "keras", "trainer_xla") if side in rates]:
+        for s in [side for side in ("trainer", "keras", "trainer_xla", "trainer_eigen") if side in rates]:
             ratios[f"{s}/torch"] = [round(a / b, 3) for a, b in zip(rates[s], rates["torch"])]
     if args.smoke:
         print("smoke run: figures are not measurements")
-    print(f"machine: float32 matmul {figures['matmul_gflops']} GFLOP/s, flags {' '.join(figures['cpu_flags'])}")
+    print(describe(figures))
     print(f"\n{preset} auto-encoder, batch {BATCH}, float32, {images} images timed, {repeats} repeat(s)")
     print("| side | median img/s | range | spread |\n|---|---:|---:|---:|")
     for s, v in summary.items():

@@ -45,7 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import machine, peak_rss_mib
+from machine import describe, machine, peak_rss_mib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -237,7 +237,7 @@ def main(argv=None) -> dict:
         result = measure(args, started)
     if args.smoke:
         print("smoke run: figures are not measurements")
-    print(f"machine: float32 matmul {result['matmul_gflops']} GFLOP/s, flags {' '.join(result['cpu_flags'])}")
+    print(describe(result))
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

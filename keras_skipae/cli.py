@@ -18,7 +18,7 @@ from .arch import parse_corruption
 from .choices import POOLINGS, PRECISIONS, STRATEGIES, TuneAlgorithm, TuneObjective
 from .data_cli import data_group
 from .runs import METRICS_FILE
-from .tf_startup import quiet_tensorflow_startup
+from .tf_startup import prefer_onednn, quiet_tensorflow_startup
 
 
 class SkipAECommand(click.Group):
@@ -57,7 +57,8 @@ def main(ctx, debug):
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    if not debug:  # before any command imports TensorFlow; a TF_CPP_MIN_LOG_LEVEL of the user's wins
+    prefer_onednn()  # before any command imports TensorFlow; a TF_ENABLE_ONEDNN_OPTS of the user's wins
+    if not debug:  # a TF_CPP_MIN_LOG_LEVEL of the user's wins
         quiet_tensorflow_startup()
 
 

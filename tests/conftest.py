@@ -1,9 +1,11 @@
 """Test setup: quiet TensorFlow, two logical CPU devices for distribution tests."""
 
-from keras_skipae.tf_startup import quiet_tensorflow_startup
+from keras_skipae.tf_startup import prefer_onednn, quiet_tensorflow_startup
 
 # as the skipae command does: TensorFlow's C++ start-up lines stay out of the report (unless
-# TF_CPP_MIN_LOG_LEVEL is set); the level is inherited by the processes tests start
+# TF_CPP_MIN_LOG_LEVEL is set), and TensorFlow runs its oneDNN kernels on x86-64 (unless TF_ENABLE_ONEDNN_OPTS
+# is set); both settings are inherited by the processes tests start, so they compute as this one does
+prefer_onednn()
 quiet_tensorflow_startup()
 
 import pytest  # noqa: E402

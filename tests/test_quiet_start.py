@@ -140,3 +140,19 @@ def test_only_tensorflow_log_lines_are_filtered():
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR")
     assert not is_tensorflow_log_line("/x/numpy/__init__.py:12: UserWarning: something worth reading")
     assert not is_tensorflow_log_line("error: no such file or directory")
+
+
+def test_the_command_asks_for_tensorflows_onednn_kernels_unless_told_otherwise(monkeypatch):
+    """On x86-64 `skipae` sets TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow starts; a value the user set wins."""
+    from keras_skipae import tf_startup
+
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    assert tf_startup.prefer_onednn() is False, "TensorFlow is imported here: too late, nothing set"
+    assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ
+    monkeypatch.delitem(sys.modules, "tensorflow")  # as in a fresh `skipae` process
+    monkeypatch.setattr(tf_startup.platform, "machine", lambda: "aarch64")
+    assert tf_startup.prefer_onednn() is False and "TF_ENABLE_ONEDNN_OPTS" not in os.environ
+    monkeypatch.setattr(tf_startup.platform, "machine", lambda: "x86_64")
+    assert tf_startup.prefer_onednn() is True and os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert tf_startup.prefer_onednn() is False and os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"

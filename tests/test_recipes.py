@@ -161,6 +161,9 @@ def test_a_tiny_run_writes_the_run_directory_and_resumes_finished_stages(tmp_pat
     assert env["seed"] == 0 and env["versions"]["tensorflow"] and "git" in env
     threads = env["threads"]  # what TensorFlow's pools run with, recorded (auto: one thread per usable CPU)
     assert threads["requested"] == {"intra_op": "auto", "inter_op": "auto"} and threads["intra_op_threads"] >= 1
+    from tensorflow.python.util import _pywrap_util_port  # whether this process runs TensorFlow's oneDNN kernels
+
+    assert threads["onednn"] is bool(_pywrap_util_port.IsMklEnabled())
     resolved = recipes.validate(yaml.safe_load((run / "recipe.yaml").read_text()))
     assert resolved.stages["pretrain"].epochs == 2
     model = ks.load(run / "finetune/model.keras")

@@ -14,7 +14,8 @@ applies them first thing, and a later request for another size in the same
 process is refused with what to do.
 
 >>> apply_threads(intra_op="auto", inter_op=1)
-{'intra_op_threads': 2, 'inter_op_threads': 1, 'cpus': 2, 'requested': {'intra_op': 'auto', 'inter_op': 1}, ...}
+{'intra_op_threads': 2, 'inter_op_threads': 1, 'cpus': 2, 'requested': {'intra_op': 'auto', 'inter_op': 1},
+ 'onednn': True, ...}
 """
 
 from __future__ import annotations
@@ -32,6 +33,20 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def onednn_enabled() -> bool | None:
+    """Whether this process's TensorFlow runs its oneDNN kernels (None where TensorFlow cannot say).
+
+    TensorFlow decides at start-up from ``TF_ENABLE_ONEDNN_OPTS`` and the CPU
+    (by default only CPUs with AVX-512 VNNI, bfloat16 or AMX get them); the
+    ``skipae`` command asks for them on x86-64 (:func:`keras_skipae.tf_startup.prefer_onednn`).
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # a TensorFlow build without the query
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def _size(value, what: str) -> int | None:
@@ -83,6 +98,7 @@ def apply_threads(intra_op: int | str = AUTO, inter_op: int | str = AUTO) -> dic
         "inter_op_threads": effective(getters[1](), "TF_NUM_INTEROP_THREADS"),
         "cpus": cpus,
         "requested": {"intra_op": intra_op, "inter_op": inter_op},
-        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 CPUs)"),
+        "onednn": onednn_enabled(),
+        "onednn_variable": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default (the CPU's best)"),
     }
