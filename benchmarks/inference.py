@@ -24,6 +24,7 @@ Prints the machine's float32 matmul GFLOP/s and CPU flags beside the figures.
     python benchmarks/inference.py --quick        # 200 calls, 8 batches: about 1.5 minutes
     python benchmarks/inference.py --smoke        # seconds: the script works (tiny preset, 5 calls, 2 batches)
     python benchmarks/inference.py --investigate  # adds ORT thread/spinning/optimisation variants, XLA
+    python benchmarks/inference.py --no-litert --batches 40   # Keras, SavedModel and ONNX Runtime only, longer
     python benchmarks/inference.py --json results.json
 """
 
@@ -104,8 +105,26 @@ def ort_session(path: Path, threads: int | None, level: str = "ALL", spinning: b
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def runtimes(kind: str, workdir: Path, threads: int | None, investigate: bool = False, preset: str = PRESET) -> dict:
-    """name -> callable(x) for the Keras model, the SavedModel signature, the ORT session and LiteRT.
+def litert_calls(model, kind: str, workdir: Path, threads: int | None) -> dict:
+    """name -> callable(x) for the LiteRT float32, int8 and dynamic-range int8 exports of ``model``."""
+    litert_float = export.litert(model, workdir / "litert" / f"{kind}.tflite", signature=SIGNATURE, seed=0)
+    calibration = np.random.default_rng(1).integers(0, 256, (64, *model.arch.input_shape), dtype=np.uint8)
+    litert_int8 = export.litert(model, workdir / "litert" / f"{kind}_int8.tflite", signature=SIGNATURE,
+                                quantize="int8", calibration_images=calibration, seed=0)
+    litert_dynamic = export.litert(model, workdir / "litert" / f"{kind}_dynamic_int8.tflite", signature=SIGNATURE,
+                                   quantize="dynamic_int8", seed=0)
+    for name, result in (("int8", litert_int8), ("dynamic_int8", litert_dynamic)):
+        print(f"  {kind}: LiteRT {name} vs Keras: " + "; ".join(m.describe() for m in result.accuracy_change.measures),
+              file=sys.stderr)
+    litert_threads = threads or os.cpu_count()
+    sessions = {name: export.LiteRTSession(r.path, num_threads=litert_threads)
+                for name, r in (("litert", litert_float), ("litert int8", litert_int8), ("litert dyn int8", litert_dynamic))}
+    return {name: (lambda x, s=s: s.run(x)) for name, s in sessions.items()}
+
+
+def runtimes(kind: str, workdir: Path, threads: int | None, investigate: bool = False, preset: str = PRESET,
+             litert: bool = True) -> dict:
+    """name -> callable(x) for the Keras model, the SavedModel signature, the ORT session and (``litert``) LiteRT.
 
     With ``investigate``, variants too: ORT with 1 or 2 threads, without
     spinning, with basic graph optimisations only; the SavedModel's restored
@@ -117,25 +136,13 @@ def runtimes(kind: str, workdir: Path, threads: int | None, investigate: bool = 
     loaded = tf.saved_model.load(str(saved.path))
     signature = loaded.signatures[SIGNATURE]
     session = ort_session(onnx_result.path, threads)
-    litert_float = export.litert(model, workdir / "litert" / f"{kind}.tflite", signature=SIGNATURE, seed=0)
-    calibration = np.random.default_rng(1).integers(0, 256, (64, *model.arch.input_shape), dtype=np.uint8)
-    litert_int8 = export.litert(model, workdir / "litert" / f"{kind}_int8.tflite", signature=SIGNATURE,
-                                quantize="int8", calibration_images=calibration, seed=0)
-    litert_dynamic = export.litert(model, workdir / "litert" / f"{kind}_dynamic_int8.tflite", signature=SIGNATURE,
-                                   quantize="dynamic_int8", seed=0)
-    for name, result in (("int8", litert_int8), ("dynamic_int8", litert_dynamic)):
-        print(f"  {kind}: LiteRT {name} vs Keras: " + "; ".join(m.describe() for m in result.accuracy_change.measures),
-              file=sys.stderr)
-    litert_threads = threads or os.cpu_count()
-    litert_sessions = {name: export.LiteRTSession(r.path, num_threads=litert_threads)
-                       for name, r in (("litert", litert_float), ("litert int8", litert_int8),
-                                       ("litert dyn int8", litert_dynamic))}
     calls = {
         "keras": lambda x: model(x, training=False),
         "savedmodel": lambda x: signature(images=tf.constant(x)),
         "onnxruntime": lambda x: session.run(None, {"images": x}),
-        **{name: (lambda x, s=s: s.run(x)) for name, s in litert_sessions.items()},
     }
+    if litert:
+        calls.update(litert_calls(model, kind, workdir, threads))
     if investigate:
         variants = {
             "ort 1 thread": ort_session(onnx_result.path, 1),
@@ -158,7 +165,7 @@ def runtimes(kind: str, workdir: Path, threads: int | None, investigate: bool = 
 
 
 def bench(kind: str, workdir: Path, args) -> list:
-    calls = runtimes(kind, workdir, args.threads, args.investigate, args.preset)
+    calls = runtimes(kind, workdir, args.threads, args.investigate, args.preset, litert=not args.no_litert)
     rng = np.random.default_rng(0)
     arch = ks.build(kind, args.preset).arch
     one = export.normalise(rng.integers(0, 256, (1, *arch.input_shape), dtype=np.uint8), arch)
@@ -187,8 +194,9 @@ def targets(rows: list) -> list:
         best = max(by[name]["images_per_s"] for name in ("keras", "savedmodel", "onnxruntime"))
         share = by["savedmodel"]["images_per_s"] / best
         results.append((f"{kind}: SavedModel batch-64 throughput / best >= 0.95", share, share >= 0.95))
-        ratio = by["litert int8"]["median_ms"] / by["litert"]["median_ms"]
-        results.append((f"{kind}: LiteRT int8 batch-1 latency / float32's <= 1.0", ratio, ratio <= 1.0))
+        if "litert" in by:
+            ratio = by["litert int8"]["median_ms"] / by["litert"]["median_ms"]
+            results.append((f"{kind}: LiteRT int8 batch-1 latency / float32's <= 1.0", ratio, ratio <= 1.0))
     return results
 
 
@@ -216,6 +224,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kinds", default="autoencoder,classifier", help="comma-separated model kinds")
     parser.add_argument("--investigate", action="store_true",
                         help="add rows for ORT thread/spinning/optimisation variants, the SavedModel function, XLA")
+    parser.add_argument("--no-litert", action="store_true",
+                        help="leave the LiteRT files out (the dynamic-range int8 one alone takes minutes at batch 64)")
     parser.add_argument("--smoke", action="store_true",
                         help="seconds, not a measurement: the tiny preset, 5 batch-1 calls, 2 batches of 64, 2 warm-up calls")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and targets to this file")

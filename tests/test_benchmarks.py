@@ -70,6 +70,19 @@ def test_inference_benchmark_smoke(tmp_path, smoke_here):
     assert len(figures["targets"]) == 3  # ONNX latency, SavedModel throughput, int8 LiteRT latency
 
 
+def test_inference_benchmark_investigates_without_litert(tmp_path, smoke_here):
+    """--investigate's variants (the serving graph with and without the deconvolution rewrite among them) run;
+    --no-litert leaves the LiteRT files and their target out."""
+    out = tmp_path / "inference.json"
+    smoke_here("inference.py", "--kinds", "autoencoder", "--no-litert", "--investigate", "--json", str(out))
+    figures = json.loads(out.read_text())
+    runtimes = [r["runtime"] for r in figures["rows"]]
+    assert {"savedmodel", "onnxruntime", "tf forward", "tf transposed", "tf xla", "ort 2 threads"} <= set(runtimes)
+    assert not [r for r in runtimes if r.startswith("litert")]
+    assert [t["target"].split(": ")[1] for t in figures["targets"]] == [
+        "ONNX batch-1 latency / SavedModel's <= 0.75", "SavedModel batch-64 throughput / best >= 0.95"]
+
+
 def test_input_pipeline_benchmark_smoke(tmp_path, smoke_here):
     out = tmp_path / "pipeline.json"
     result = smoke_here("input_pipeline.py", "--json", str(out))

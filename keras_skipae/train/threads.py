@@ -24,6 +24,11 @@ import os
 
 import tensorflow as tf
 
+try:  # where TensorFlow says whether it runs its oneDNN kernels; private, so read with care
+    from tensorflow.python.util import _pywrap_util_port
+except ImportError:  # a TensorFlow build without it
+    _pywrap_util_port = None
+
 AUTO = "auto"
 
 
@@ -42,9 +47,7 @@ def onednn_enabled() -> bool | None:
     (by default only CPUs with AVX-512 VNNI, bfloat16 or AMX get them); the
     ``skipae`` command asks for them on x86-64 (:func:`keras_skipae.tf_startup.prefer_onednn`).
     """
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-    except ImportError:  # a TensorFlow build without the query
+    if _pywrap_util_port is None or not hasattr(_pywrap_util_port, "IsMklEnabled"):
         return None
     return bool(_pywrap_util_port.IsMklEnabled())
 
