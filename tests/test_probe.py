@@ -304,7 +304,7 @@ def test_importing_the_package_leaves_the_probe_and_the_probe_leaves_the_runner_
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
-def test_probe_run_can_probe_every_encoder_stage_with_grid_pooling():
+def test_probe_run_can_probe_every_encoder_stage_with_grid_pooling(tmp_path):
     ae = ks.build("autoencoder", "tiny", input_shape=(16, 16, 1), widths=(4, 8))
     fm, names = features.stage_feature_model(ae, grid=2)
     assert names == ["stage1", "stage1_grid2", "stage2", "stage2_grid2"]
@@ -321,3 +321,8 @@ def test_probe_run_can_probe_every_encoder_stage_with_grid_pooling():
     # the band's height is where the class is: keeping a 2x2 layout beats global pooling on the first stage
     untrained = next(r for r in table.rows if r["kind"] == "untrained")
     assert untrained["probe_accuracy_stage1_grid2"] >= untrained["probe_accuracy_stage1"]
+    # what was measured is shown and written, not only kept in probe.json
+    printed = str(table)
+    assert "linear probe of each encoder stage" in printed and "probe_accuracy_stage2_grid2" in printed
+    header = table.to_csv(tmp_path / "probe.csv").read_text().splitlines()[0].split(",")
+    assert header[-4:] == [f"probe_accuracy_{name}" for name in names]

@@ -32,6 +32,13 @@ COLUMNS = (
     "mse", "psnr", "ssim", "mse_corrupted", "psnr_corrupted", "ssim_corrupted", "val_loss",
     "probe_accuracy", "probe_l2", "knn_accuracy", "finetune_accuracy", "feature_dim",
 )
+STAGE_PREFIX = "probe_accuracy_stage"  # the per-stage probes of ``stages=True`` / ``grid`` > 1, one column each
+
+
+def stage_columns(rows: list) -> list:
+    """The ``probe_accuracy_stage*`` columns present in ``rows``, in stage order (global pooling before the grid)."""
+    return sorted({k for r in rows for k in r if k.startswith(STAGE_PREFIX)},
+                  key=lambda k: (len(k.split("_")[2]), k))
 
 
 @dataclass
@@ -89,7 +96,7 @@ class ProbeTable:
     def to_csv(self, path) -> Path:
         """One row per checkpoint/baseline; correlations go to ``<stem>_correlations.csv``."""
         path = Path(path)
-        cols = [c for c in COLUMNS if any(c in r for r in self.rows)]
+        cols = [c for c in COLUMNS if any(c in r for r in self.rows)] + stage_columns(self.rows)
         write_text_atomic(path, _csv(cols, ({k: _fmt(r.get(k)) for k in cols} for r in self.rows)))
         if self.correlations:
             fields = list(self.correlations[0].to_dict())
@@ -141,6 +148,10 @@ class ProbeTable:
         if any("finetune_accuracy" in r for r in self.rows):
             cols.append("finetune_accuracy")
         lines = [rows_table(self.rows, cols)]
+        stages = stage_columns(self.rows)
+        if stages:
+            lines += ["", "linear probe of each encoder stage's features (stageS: global average; _gridG: G x G cells):",
+                      rows_table([r for r in self.rows if any(c in r for c in stages)], ["name", *stages])]
         if self.correlations:
             lines += ["", "correlations (bootstrap 95% CI):", correlation_table(self.correlations)]
         for r in self.regrets:
