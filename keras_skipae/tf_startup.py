@@ -27,9 +27,10 @@ changes nothing.
 The command also turns on TensorFlow's oneDNN kernels on x86-64 CPUs
 (:func:`prefer_onednn`): TensorFlow enables them by default only on CPUs with
 AVX-512 VNNI, bfloat16 or AMX instructions, and on an AVX2-only CPU its default
-kernels trained the ``allconv-c`` auto-encoder 1.1-1.2x slower and served it
-1.15-1.25x slower (``docs/benchmarks.md``). A ``TF_ENABLE_ONEDNN_OPTS`` the user
-set wins; from Python, set it before importing TensorFlow.
+kernels trained the ``allconv-c`` auto-encoder 1.15-1.25x slower
+(``docs/benchmarks.md``; serving batches of 64 gained less, and oneDNN doubled
+batch-1 latency there). A ``TF_ENABLE_ONEDNN_OPTS`` the user set wins; from
+Python, set it before importing TensorFlow.
 """
 
 from __future__ import annotations
