@@ -88,8 +88,8 @@ class SubPixelConvTranspose(keras.layers.Layer):
             raise ValueError(f"layer {self.name!r}: SubPixelConvTranspose needs equal strides of 2 or more, got {self.strides}")
         self.use_bias = bool(use_bias)
         (_, low_h, high_h), (_, low_w, high_w) = (phase_taps(k, s) for k, s in zip(self.kernel_size, self.strides))
-        self.pads = [[0, 0], [max(high_h, 0), max(-low_h, 0)], [max(high_w, 0), max(-low_w, 0)], [0, 0]]
-        self.crop = (max(-high_h, 0), max(low_h, 0), max(-high_w, 0), max(low_w, 0))
+        # tap r + before < kernel always exists for phase 0, so the offsets span 0: low <= 0 <= high
+        self.pads = [[0, 0], [high_h, -low_h], [high_w, -low_w], [0, 0]]
         self.window = (high_h - low_h + 1, high_w - low_w + 1)
 
     def build(self, input_shape):
@@ -99,9 +99,6 @@ class SubPixelConvTranspose(keras.layers.Layer):
 
     def call(self, x):
         x = tf.pad(x, self.pads)
-        top, bottom, left, right = self.crop
-        if top or bottom or left or right:  # every offset on one side of the output row: read a shifted window
-            x = x[:, top: tf.shape(x)[1] - bottom, left: tf.shape(x)[2] - right, :]
         y = tf.nn.conv2d(x, self.kernel, 1, "VALID")
         if self.bias is not None:
             y = tf.nn.bias_add(y, self.bias)
