@@ -1,5 +1,6 @@
 """data.load: every source kind, its SourceInfo, and the errors for bad input."""
 
+import importlib
 import os
 
 import numpy as np
@@ -217,20 +218,20 @@ def test_idx_files_written_here(tmp_path):
 
 
 def test_idx_without_data_says_what_to_install(tmp_path, monkeypatch):
-    from keras_skipae.data import sources
+    from keras_skipae.data import idx_source
 
-    monkeypatch.setattr(sources, "FASHION_MNIST_DIR", str(tmp_path / "nothing"))
+    monkeypatch.setattr(idx_source, "FASHION_MNIST_DIR", str(tmp_path / "nothing"))
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
         data.load("idx:", data_dir=str(tmp_path / "tfds"))
 
 
 def test_real_fashion_mnist_through_idx():
-    from keras_skipae.data import sources
+    from keras_skipae.data import idx_source
 
     # the folder `idx:` itself reads (not a copy of its name): where it exists the test runs, in CI too;
     # a folder that is there but incomplete fails below with the loader's error instead of skipping
-    if not os.path.isdir(sources.FASHION_MNIST_DIR):
-        pytest.skip(f"Fashion-MNIST not installed: {sources.FASHION_MNIST_DIR} does not exist; install it with "
+    if not os.path.isdir(idx_source.FASHION_MNIST_DIR):
+        pytest.skip(f"Fashion-MNIST not installed: {idx_source.FASHION_MNIST_DIR} does not exist; install it with "
                     "`sudo apt-get install dataset-fashion-mnist` (make test does so where apt-get needs no password)")
     train, test = data.load("idx:", "train"), data.load("idx:", "test")
     assert train.info.num_examples == 60000 and test.info.num_examples == 10000
@@ -302,9 +303,39 @@ def test_non_finite_pixels_are_refused_naming_file_key_and_count(tmp_path):
 
 
 def test_an_interrupted_tfds_download_is_not_taken_for_fashion_mnist(tmp_path):
-    from keras_skipae.data import sources
+    from keras_skipae.data import idx_source
 
     (tmp_path / "fashion_mnist" / "3.0.1").mkdir(parents=True)  # what a killed download leaves
-    assert sources._tfds_fashion_mnist(str(tmp_path)) is None
+    assert idx_source._tfds_fashion_mnist(str(tmp_path)) is None
     (tmp_path / "fashion_mnist" / "3.0.1" / "dataset_info.json").write_text("{}")
-    assert sources._tfds_fashion_mnist(str(tmp_path)) == str(tmp_path)
+    assert idx_source._tfds_fashion_mnist(str(tmp_path)) == str(tmp_path)
+
+
+def test_load_and_resolve_source_read_one_scheme_registry(tmp_path, monkeypatch):
+    """A scheme added to the registry alone is loaded by data.load, resolved as a path by resolve_source, named in
+    the errors, and its own option is refused elsewhere: no second list of schemes to forget."""
+    from keras_skipae.data import npz_source, schemes
+
+    for scheme in schemes.SCHEMES.values():  # every entry's loader exists
+        module, function = scheme.loader.split(":")
+        assert callable(getattr(importlib.import_module(f"keras_skipae.data.{module}"), function)), scheme.name
+    calls, load_npz = [], npz_source.load_npz
+
+    def load_mine(rest, split, source, **options):
+        calls.append((rest, split, source, options))
+        return load_npz(rest, split, source, **{k: v for k, v in options.items() if k != "stream_above"})
+
+    mine = schemes.Scheme("mine", "mine:PATH", "npz_source:load_npz", takes=("stream_above",))
+    monkeypatch.setitem(schemes.SCHEMES, "mine", mine)
+    monkeypatch.setattr(npz_source, "load_npz", load_mine)
+    path = tmp_path / "arrays.npz"
+    np.savez(path, x_train=np.zeros((3, 4, 4), np.uint8), y_train=np.array([0, 1, 0]))
+    assert data.resolve_source(f"mine:{path}") == f"mine:{path}"
+    with pytest.raises(DataError, match="'mine:/nowhere': path '/nowhere' does not exist"):
+        data.resolve_source("mine:/nowhere")
+    ds = data.load(f"mine:{path}", "train", stream_above=5)
+    assert ds.info.num_examples == 3 and calls[0][3]["stream_above"] == 5
+    with pytest.raises(DataError, match="stream_above= applies to folder: and mine: sources only"):
+        data.load(f"npz:{path}", stream_above=5)
+    with pytest.raises(DataError, match="'npz:PATH', 'packed:DIR' or 'mine:PATH'"):
+        data.load("nope:x")

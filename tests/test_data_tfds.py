@@ -34,9 +34,9 @@ def test_other_classification_builders_of_the_paper(name, classes, shape):
 
 
 def test_idx_falls_back_to_the_tfds_cache(tmp_path, monkeypatch):
-    from keras_skipae.data import sources
+    from keras_skipae.data import idx_source
 
-    monkeypatch.setattr(sources, "FASHION_MNIST_DIR", str(tmp_path / "not_installed"))
+    monkeypatch.setattr(idx_source, "FASHION_MNIST_DIR", str(tmp_path / "not_installed"))
     prepared = tmp_path / "tfds" / "fashion_mnist" / "3.0.1"
     prepared.mkdir(parents=True)
     (prepared / "dataset_info.json").write_text("{}")  # what a finished download_and_prepare leaves

@@ -1,10 +1,9 @@
-"""Image files on disk or in a zip: listing, one checked decode pass, tables.
+"""Image files of a tree (:mod:`.tree`): one checked decode pass, and the tables that hold the result.
 
-``folder:PATH`` is ``<split>/<class>/<image>``; ``segfolder:`` and ``seglist:``
-find their image/mask pairs in :mod:`.pairs`. ``PATH`` is a directory or a
-``.zip`` (read into memory once; members are decoded from memory, never
-extracted). Any format Pillow reads is an image (:mod:`.decode` says which
-decoder reads which file).
+Which files make a dataset is the source's business (``folder:`` in
+:mod:`.folder_source`, ``segfolder:`` and ``seglist:`` in :mod:`.segmentation`
+and :mod:`.pairs`); any format Pillow reads is an image (:mod:`.decode` says
+which decoder reads which file).
 
 Every file is decoded once when the dataset is loaded, in a parallel tf.data
 pass. That pass is what lets a corrupt file be named (or skipped and counted),
@@ -18,10 +17,7 @@ seconds.
 from __future__ import annotations
 
 import os
-import struct
 import warnings
-import zipfile
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,143 +30,10 @@ from .palette import Palette, map_colours
 from .tables import FileTable, MemoryTable
 
 AUTOTUNE = tf.data.AUTOTUNE
-#: Read by TensorFlow's own decoders; every other extension Pillow opens is read by Pillow.
-NATIVE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 #: Decoded data above this size is decoded on the fly (and cached by the pipelines) instead of
 #: kept as one in-memory array: arrays held by a dataset must stay well under the 2 GB limit of a
 #: serialised graph, which multi-worker training's auto-sharding needs.
 MEMORY_BUDGET_BYTES = int(os.environ.get("SKIPAE_DATA_MEMORY_BYTES", 3 * 1024**3 // 2))
-
-
-# ---------------------------------------------------------------------------------------- trees
-class Tree:
-    """A directory or a zip file seen as a tree of relative POSIX paths."""
-
-    def __init__(self, path: str):
-        self.path = os.path.abspath(os.path.expanduser(path))
-        if not os.path.exists(self.path):
-            raise DataError(
-                f"{path}: no such file or directory; expected a directory or a .zip holding "
-                "<split>/<class>/<image> (folder:) or <split>/ + <split>annot/ (segfolder:)"
-            )
-        self.is_zip = os.path.isfile(self.path)
-        self.prefix = ""
-        self._blob = None
-        if self.is_zip:
-            try:
-                self._zip = zipfile.ZipFile(self.path)
-            except zipfile.BadZipFile as exc:
-                raise DataError(
-                    f"{path} is not a zip file ({exc}); expected a directory or a .zip archive "
-                    "holding <split>/<class>/<image>"
-                ) from None
-            self._files = {m.filename: m for m in self._zip.infolist() if not m.is_dir()}
-            # one pass over the member names: folder -> (sub-folders, files)
-            self._index: dict[str, tuple[set, set]] = {"": (set(), set())}
-            for name in self._files:
-                parts = name.split("/")
-                for i in range(len(parts)):
-                    parent = "/".join(parts[:i])
-                    entry = self._index.setdefault(parent, (set(), set()))
-                    if i == len(parts) - 1:
-                        entry[1].add(parts[i])
-                    else:
-                        entry[0].add(parts[i])
-                        self._index.setdefault("/".join(parts[: i + 1]), (set(), set()))
-
-    def describe(self, rel: str) -> str:
-        """How to name ``rel`` in messages: a path, or ``archive.zip:member``."""
-        full = self.prefix + rel
-        return f"{self.path}:{full}" if self.is_zip else os.path.join(self.path, full)
-
-    def isdir(self, rel: str) -> bool:
-        full = (self.prefix + rel).rstrip("/")
-        if self.is_zip:
-            return full in self._index
-        return os.path.isdir(os.path.join(self.path, full))
-
-    def isfile(self, rel: str) -> bool:
-        if self.is_zip:
-            return (self.prefix + rel) in self._files
-        return os.path.isfile(os.path.join(self.path, self.prefix + rel))
-
-    def listdir(self, rel: str) -> tuple[list[str], list[str]]:
-        """Sorted (sub-directories, files) of ``rel``; hidden entries are left out."""
-        full = (self.prefix + rel).rstrip("/")
-        if self.is_zip:
-            dirs, files = self._index.get(full, (set(), set()))
-            return sorted(d for d in dirs if not d.startswith(".")), sorted(
-                f for f in files if not f.startswith(".")
-            )
-        # scandir: whether an entry is a folder comes with its name (no stat per file, except for links)
-        with os.scandir(os.path.join(self.path, full)) as scan:
-            entries = sorted((e.name, e.is_dir()) for e in scan if not e.name.startswith("."))
-        return [name for name, is_dir in entries if is_dir], [name for name, is_dir in entries if not is_dir]
-
-    def _member_bytes(self, member: zipfile.ZipInfo) -> bytes:
-        """A member's content, sliced from the archive read once into memory (stored or deflated)."""
-        if self._blob is None:
-            with open(self.path, "rb") as f:
-                self._blob = f.read()
-        blob, off = self._blob, member.header_offset
-        if blob[off : off + 4] != b"PK\x03\x04" or member.flag_bits & 0x1:
-            return self._zip.read(member)  # unusual or encrypted: let zipfile handle (and report) it
-        name_len, extra_len = struct.unpack_from("<HH", blob, off + 26)
-        start = off + 30 + name_len + extra_len
-        data = blob[start : start + member.compress_size]
-        if member.compress_type == zipfile.ZIP_STORED:
-            return data
-        if member.compress_type == zipfile.ZIP_DEFLATED:
-            return zlib.decompress(data, -15)
-        return self._zip.read(member)
-
-    def find_root(self, must_hold: str) -> None:
-        """Step into a single top-level folder when the tree is wrapped in one (``cifar10/train/...``)."""
-        if self.isdir(must_hold):
-            return
-        dirs, _ = self.listdir("")
-        if len(dirs) == 1:
-            self.prefix = dirs[0] + "/"
-            if self.isdir(must_hold):
-                return
-            self.prefix = ""
-
-    def refs(self, rels: list[str]) -> np.ndarray:
-        """What the decode step reads: absolute paths, or the members' bytes (zip)."""
-        if self.is_zip:
-            return np.array([self._member_bytes(self._files[self.prefix + r]) for r in rels], dtype=object)
-        return np.array([os.path.join(self.path, self.prefix + r) for r in rels], dtype=object)
-
-
-_extensions: tuple | None = None
-
-
-def image_extensions() -> tuple:
-    """File name endings read as images: every format Pillow opens (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)."""
-    global _extensions
-    if _extensions is None:
-        try:
-            from PIL import Image
-
-            Image.init()
-            found = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
-        except ImportError:  # pragma: no cover - Pillow is a declared dependency
-            found = set()
-        _extensions = tuple(sorted(found | set(NATIVE_EXTENSIONS) | {".gif", ".tif", ".tiff", ".webp"}))
-    return _extensions
-
-
-def is_image(name: str) -> bool:
-    return name.lower().endswith(image_extensions())
-
-
-def looked_for() -> str:
-    return ".png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, .webp and every other format Pillow reads"
-
-
-def split_names(tree: Tree, skip_suffixes=()) -> list[str]:
-    dirs, _ = tree.listdir("")
-    return [d for d in dirs if not d.endswith(tuple(skip_suffixes))] if skip_suffixes else dirs
 
 
 # ------------------------------------------------------------------------------------- decoding
@@ -423,57 +286,3 @@ def build_table(result: DecodeResult, keep_idx: np.ndarray, refs, targets, is_zi
     hw = {(int(h), int(w)) for h, w, _ in result.image_shapes[keep_idx]}
     size = hw.pop() if len(hw) == 1 else (None, None)
     return FileTable(refs[keep_idx], tgt, task, lazy_decoder(is_zip, channels, task, lut, size, limit, palette), None)
-
-
-def check_tree_split(tree: Tree, split: str, available: list[str], source: str) -> None:
-    if not tree.isdir(split):
-        raise DataError(
-            f"{source}: no split folder {split!r} in {tree.path}; "
-            f"available splits: {', '.join(available) or 'none (the tree is empty)'}"
-        )
-
-
-# --------------------------------------------------------------------------------- folder source
-@dataclass
-class FolderListing:
-    names: list  # display names of the files
-    rels: list  # relative paths inside the tree
-    labels: np.ndarray
-    class_names: tuple
-    ignored: list
-
-
-def list_folder(tree: Tree, split: str, source: str) -> FolderListing:
-    """Files of ``<split>/<class>/<image>``; classes are the sorted union over all splits."""
-    tree.find_root(split)
-    splits = split_names(tree)
-    check_tree_split(tree, split, splits, source)
-    classes = set()
-    for s in splits:
-        sub, _ = tree.listdir(s)
-        classes.update(sub)
-    class_names = tuple(sorted(classes))
-    here, loose = tree.listdir(split)
-    if not here:
-        raise DataError(
-            f"{source}: {tree.describe(split)} has no class folders; expected {split}/<class>/<image> "
-            f"(e.g. {split}/cat/0001.png)"
-        )
-    names, rels, labels, ignored = [], [], [], [tree.describe(f"{split}/{f}") for f in loose]
-    for cls in here:
-        _, files = tree.listdir(f"{split}/{cls}")
-        kinds = [(f, is_image(f)) for f in files]
-        images = [f for f, image in kinds if image]
-        ignored += [tree.describe(f"{split}/{cls}/{f}") for f, image in kinds if not image]
-        if not images:
-            raise DataError(
-                f"{source}: class folder {tree.describe(split + '/' + cls)} holds no images "
-                f"(looked for {looked_for()}); remove the folder or add its images"
-            )
-        label = class_names.index(cls)
-        folder = f"{split}/{cls}/"
-        named = tree.describe(folder)  # names as describe() gives them, built by concatenation (300k files: 1 s less)
-        rels += [folder + f for f in images]
-        names += [named + f for f in images]
-        labels += [label] * len(images)
-    return FolderListing(names, rels, np.asarray(labels, np.int32), class_names, ignored)

@@ -1,7 +1,8 @@
 """Finding a data source on disk: relative paths from the current directory, else the project root.
 
 Recipes name their data with source strings (``idx:``, ``folder:PATH``,
-``segfolder:PATH``, ``npz:PATH``, ``tfds:NAME``) and may list several to try
+``segfolder:PATH``, ``npz:PATH``, ``tfds:NAME``; the schemes are listed in
+:mod:`~keras_skipae.data.schemes`) and may list several to try
 in order; :func:`resolve_source` picks the first usable one and makes its path
 absolute, so a run started from any directory reads the same files.
 """
@@ -12,11 +13,10 @@ import os
 from pathlib import Path
 
 from .info import DataError
+from .schemes import SCHEMES, forms
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 PROJECT_ROOT = PACKAGE_DIR.parent
-PATH_SCHEMES = ("idx", "folder", "segfolder", "seglist", "npz", "packed")
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 
 def resolve_path(text: str) -> Path | None:
@@ -33,8 +33,8 @@ def resolve_path(text: str) -> Path | None:
 def resolve_source(source: str | list[str]) -> str:
     """The first usable source of ``source`` with its path made absolute.
 
-    Path sources (``idx:``, ``folder:``, ``segfolder:``, ``npz:``) must exist;
-    ``idx:`` with no path means Debian's Fashion-MNIST package. ``tfds:`` is
+    Path sources (every scheme but ``tfds:``) must exist; ``idx:`` with no
+    path means Debian's Fashion-MNIST package. ``tfds:`` is
     always usable (TFDS reports its own errors). Raises :class:`DataError`
     listing where each option was looked for.
 
@@ -45,12 +45,12 @@ def resolve_source(source: str | list[str]) -> str:
     for option in options:
         scheme, sep, rest = option.partition(":")
         if not sep:
-            problems.append(f"{option!r} has no scheme (expected tfds:, idx:, folder:, segfolder:, seglist:, npz: or packed:)")
+            problems.append(f"{option!r} has no scheme (expected {forms()})")
             continue
-        if scheme not in PATH_SCHEMES:
-            return option
-        if scheme == "idx" and not rest:
-            rest = FASHION_MNIST_DIR
+        if scheme not in SCHEMES or not SCHEMES[scheme].path:
+            return option  # tfds: reports its own errors, an unknown scheme data.load's
+        if not rest and SCHEMES[scheme].default_path:
+            rest = SCHEMES[scheme].default_path
         # a list path may name its split as {split}: the folder holding the lists must exist
         probe = os.path.dirname(rest) if scheme == "seglist" and "{split}" in rest else rest
         found = resolve_path(probe)

@@ -33,7 +33,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .files import Tree, check_tree_split, is_image, split_names
+from .tree import Tree, check_tree_split, is_image, split_names
 from .info import DataError, warn
 
 MASK_DIR_SUFFIXES = ("annot", "_annot", "annotations", "_annotations", "labels", "_labels", "_masks")
@@ -43,7 +43,7 @@ SHOWN = 5  # how many offending files a message lists
 
 @dataclass
 class Pairs:
-    """Image and mask paths inside a :class:`~keras_skipae.data.files.Tree`, in dataset order."""
+    """Image and mask paths inside a :class:`~keras_skipae.data.tree.Tree`, in dataset order."""
 
     images: list
     masks: list

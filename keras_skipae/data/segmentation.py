@@ -19,12 +19,13 @@ from .info import DataError, SourceInfo, attach_info, warn
 from .palette import colour_of, describe_colour, read_palette
 from .pairs import Pairs, folder_pairs, list_pairs
 from .slices import parse_split, slice_indices
+from .tree import Tree
 
 
 def load_segfolder(path, split, source, *, images=None, masks=None, **opts):
     """``segfolder:PATH``: ``split``'s images and masks in a directory or zip, paired by name pattern."""
     base, spec = parse_split(split)
-    tree = _files.Tree(path)
+    tree = Tree(path)
     pairs = folder_pairs(tree, base, images, masks, source)
     name = os.path.splitext(os.path.basename(tree.path))[0]
     return load_pairs(tree, pairs, split, spec, source, name, **opts)
