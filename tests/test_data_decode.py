@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from keras_skipae import data
@@ -186,3 +187,15 @@ def test_decoding_reports_progress(tmp_path, monkeypatch):
     path = write_folder_tree(tmp_path / "t", 2)
     data.load(f"folder:{path}")
     assert log.getvalue().startswith("decoding 6 images: 6 files in ")
+
+
+@pytest.mark.parametrize("have", [1, 2, 3, 4])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_one_channel_rule_for_arrays_and_tensors(have, channels):
+    """The decode pass's in-memory images and the on-the-fly decoder convert channels by the same function."""
+    to_channels = decode.to_channels
+    image = np.random.default_rng(have).integers(0, 256, (5, 6, have), dtype=np.uint8)
+    from_array, from_tensor = to_channels(image, channels), to_channels(tf.constant(image), channels).numpy()
+    assert from_array.shape == (5, 6, channels) and np.array_equal(from_array, from_tensor)
+    assert np.array_equal(from_array[..., 0], image[..., 0])  # grey stays grey, RGB keeps its red, alpha goes
+    assert [a.shape for a in to_channels([image, image[:2]], channels)] == [(5, 6, channels), (2, 6, channels)]

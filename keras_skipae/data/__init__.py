@@ -25,7 +25,6 @@ Example::
     ae.fit(data.pretrain_pipeline(s.unlabelled, ae.arch, 64, seed=0), epochs=1)
 """
 
-from .describe import describe
 from .info import DataError, SourceInfo
 from .locate import resolve_source
 from .packing import pack
@@ -33,7 +32,7 @@ from .palette import Palette, read_palette
 from .pipeline import classification_pipeline, pretrain_pipeline, segmentation_pipeline
 from .sources import load
 from .splits import Splits, sample, sample_indices, split
-from .stats import compute_stats, to_numpy
+from .stats import compute_stats, describe, to_numpy
 
 __all__ = [
     "DataError",

@@ -315,8 +315,22 @@ def decode_error(ref, is_zip: bool, *, mask: bool = False, colour: bool = False,
     return None
 
 
-def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
-    """``image`` (uint8 ``[H, W, C]``) with ``channels`` channels: grey is repeated, alpha dropped."""
+def to_channels(image, channels: int):
+    """``image`` with ``channels`` (1 or 3) channels: grey is repeated into RGB, alpha dropped, grey is the first.
+
+    The one channel rule for every source: ``image`` is a uint8 ``[H, W, C]``
+    tensor (in a tf.data map), or a numpy ``(..., H, W, C)`` array or a list
+    of them (the decode pass's in-memory images).
+    """
+    if isinstance(image, list):
+        return [to_channels(one, channels) for one in image]
+    if isinstance(image, np.ndarray):
+        have = image.shape[-1]
+        if have == channels:
+            return image
+        if channels == 3 and have < 3:
+            return np.repeat(image[..., :1], 3, axis=-1)
+        return np.ascontiguousarray(image[..., : 3 if channels == 3 else 1])
     if channels == 3:
         image = tf.cond(tf.shape(image)[-1] < 3, lambda: tf.repeat(image[..., :1], 3, axis=-1), lambda: image[..., :3])
     else:

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..progress import Progress
-from .decode import decode_image, decode_mask, max_image_pixels, probe, to_channels as _graph_channels
+from .decode import decode_image, decode_mask, max_image_pixels, probe, to_channels
 from .info import DataError
 from .palette import Palette, map_colours
 from .tables import FileTable, MemoryTable
@@ -222,20 +222,6 @@ def choose_channels(shapes: np.ndarray) -> int:
     return 3 if (shapes[:, 2] >= 3).any() else 1
 
 
-def to_channels(images, channels: int):
-    """uint8 images (one ``(..., H, W, C)`` array or a list of them) with ``channels`` channels."""
-    if isinstance(images, list):
-        return [to_channels(image, channels) for image in images]
-    c = images.shape[-1]
-    if c == channels:
-        return images
-    if channels == 3:
-        if c in (1, 2):
-            return np.repeat(images[..., :1], 3, axis=-1)
-        return np.ascontiguousarray(images[..., :3])
-    return np.ascontiguousarray(images[..., :1])
-
-
 def stack_if_uniform(arrays):
     if isinstance(arrays, np.ndarray):
         return arrays
@@ -254,7 +240,7 @@ def lazy_decoder(is_zip: bool, channels: int, task: str, lut: np.ndarray | None 
     table = palette.table() if palette is not None else None
 
     def decode(ref, target):
-        image = _graph_channels(decode_image(_read(ref, is_zip), limit), channels)
+        image = to_channels(decode_image(_read(ref, is_zip), limit), channels)
         image.set_shape([*size, channels])
         if task == "classification":
             return image, tf.cast(target, tf.int32)

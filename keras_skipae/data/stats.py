@@ -1,4 +1,8 @@
-"""Dataset statistics and small-data helpers."""
+"""What a dataset holds: per-channel statistics, arrays for small sets, and its description for people.
+
+:func:`compute_stats` (the normalisation the recipes use), :func:`to_numpy`,
+and :func:`describe` (``skipae data SOURCE``), one function for every source.
+"""
 
 from __future__ import annotations
 
@@ -116,15 +120,59 @@ def to_numpy(ds: tf.data.Dataset, limit: int | None = None) -> tuple[np.ndarray,
     return np.stack(xs), np.stack(ys)
 
 
-def describe(ds: tf.data.Dataset, *, stats: bool = False) -> str:
-    """A few lines about a dataset from :func:`load`: source, task, sizes, classes (with counts), skips.
+SHOWN = 16
 
-    ``stats=True`` adds the per-channel mean and std (:func:`compute_stats`,
-    a full pass over the images).
+
+def _shares(pairs: tuple, names: tuple = (), ignore_label=None) -> str:
+    total = sum(c for _, c in pairs) or 1
+    parts = []
+    for value, count in pairs[:SHOWN]:
+        label = str(value)
+        if value == ignore_label:
+            label += " ignore"
+        elif names and 0 <= value < len(names) and names[value] != str(value):
+            label += f" {names[value]}"
+        parts.append(f"{label} ({100 * count / total:.1f}%)")
+    more = f", ... ({len(pairs)} in all)" if len(pairs) > SHOWN else ""
+    return ", ".join(parts) + more
+
+
+def mask_lines(info) -> list[str]:
+    """Lines about the masks of a segmentation source from files or arrays; none otherwise."""
+    lines = []
+    if info.palette is not None:
+        lines.append(f"palette:  {len(info.palette.colours)} colours ({info.palette.origin}): {info.palette.summary()}")
+    mapped = bool(info.label_map) or info.palette is not None
+    if info.mask_values:
+        shown = (info.mask_values,) if mapped else (info.mask_values, info.class_names, info.ignore_label)
+        lines.append("mask values (pixels): " + _shares(*shown))
+    if info.label_map:
+        lines.append("label_map: " + ", ".join(f"{k} -> {v}" for k, v in sorted(info.label_map.items())))
+    if info.class_pixels and mapped:
+        lines.append("classes (pixels): " + _shares(info.class_pixels, info.class_names, info.ignore_label))
+    lines += [f"note:     {note}" for note in info.notes]
+    return lines
+
+
+def describe(ds: tf.data.Dataset, *, stats: bool = False) -> str:
+    """A few lines about a dataset from :func:`load`, for people (``skipae data SOURCE``).
+
+    Source, task, sizes, classes (with counts), skipped and ignored files; for
+    a segmentation source also what it decided: the mask values read from the
+    files with their share of pixels, the value mapping applied (a binary
+    ``{0, 255}`` mask read as ``{0, 1}``, a ``label_map``), the palette of
+    colour-coded masks and the pixels per class. ``stats=True`` adds the
+    per-channel mean and std (:func:`compute_stats`, a full pass over the
+    images).
 
     Example::
 
         print(data.describe(data.load("idx:", "test")))
+        print(data.describe(data.load("segfolder:DRIVE", "training", images="{split}/images/{stem}_{split}.tif",
+                                      masks="{split}/1st_manual/{stem}_manual1.gif")))
+        # ... mask values (pixels): 0 (87.4%), 255 (12.6%)
+        # label_map: 255 -> 1
+        # note:     binary masks: values {0, 255} read as classes {0, 1} (label_map={255: 1})
     """
     info = info_of(ds)
     if info is None:
@@ -148,6 +196,8 @@ def describe(ds: tf.data.Dataset, *, stats: bool = False) -> str:
         lines.append(f"skipped:  {info.skipped} unreadable file(s), e.g. {info.skipped_files[0]}")
     if info.ignored:
         lines.append(f"ignored:  {len(info.ignored)} non-image file(s), e.g. {info.ignored[0]}")
+    if info.task == "segmentation":
+        lines += mask_lines(info)
     if stats:
         mean, std = compute_stats(ds)
         lines.append("mean:     " + ", ".join(f"{m:.4f}" for m in mean) + "  (pixel / 255, per channel)")
