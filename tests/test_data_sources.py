@@ -1,5 +1,6 @@
 """data.load: every source kind, its SourceInfo, and the errors for bad input."""
 
+import dataclasses
 import importlib
 import os
 
@@ -218,20 +219,21 @@ def test_idx_files_written_here(tmp_path):
 
 
 def test_idx_without_data_says_what_to_install(tmp_path, monkeypatch):
-    from keras_skipae.data import idx_source
+    from keras_skipae.data import schemes
 
-    monkeypatch.setattr(idx_source, "FASHION_MNIST_DIR", str(tmp_path / "nothing"))
+    nothing = str(tmp_path / "nothing")
+    monkeypatch.setitem(schemes.SCHEMES, "idx", dataclasses.replace(schemes.SCHEMES["idx"], default_path=nothing))
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
         data.load("idx:", data_dir=str(tmp_path / "tfds"))
 
 
 def test_real_fashion_mnist_through_idx():
-    from keras_skipae.data import idx_source
+    from keras_skipae.data.schemes import FASHION_MNIST_DIR
 
     # the folder `idx:` itself reads (not a copy of its name): where it exists the test runs, in CI too;
     # a folder that is there but incomplete fails below with the loader's error instead of skipping
-    if not os.path.isdir(idx_source.FASHION_MNIST_DIR):
-        pytest.skip(f"Fashion-MNIST not installed: {idx_source.FASHION_MNIST_DIR} does not exist; install it with "
+    if not os.path.isdir(FASHION_MNIST_DIR):
+        pytest.skip(f"Fashion-MNIST not installed: {FASHION_MNIST_DIR} does not exist; install it with "
                     "`sudo apt-get install dataset-fashion-mnist` (make test does so where apt-get needs no password)")
     train, test = data.load("idx:", "train"), data.load("idx:", "test")
     assert train.info.num_examples == 60000 and test.info.num_examples == 10000

@@ -4,6 +4,8 @@ tensorflow-datasets is a hard dependency (install_requires): a plain import, so
 that an environment without it fails here instead of skipping every test.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -34,9 +36,10 @@ def test_other_classification_builders_of_the_paper(name, classes, shape):
 
 
 def test_idx_falls_back_to_the_tfds_cache(tmp_path, monkeypatch):
-    from keras_skipae.data import idx_source
+    from keras_skipae.data import schemes
 
-    monkeypatch.setattr(idx_source, "FASHION_MNIST_DIR", str(tmp_path / "not_installed"))
+    not_installed = str(tmp_path / "not_installed")
+    monkeypatch.setitem(schemes.SCHEMES, "idx", dataclasses.replace(schemes.SCHEMES["idx"], default_path=not_installed))
     prepared = tmp_path / "tfds" / "fashion_mnist" / "3.0.1"
     prepared.mkdir(parents=True)
     (prepared / "dataset_info.json").write_text("{}")  # what a finished download_and_prepare leaves

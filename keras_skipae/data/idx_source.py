@@ -1,7 +1,7 @@
 """``idx:[DIR]``: MNIST-format IDX files (``train-images-idx3-ubyte.gz`` and the rest).
 
 ``idx:`` with no folder reads Debian's ``dataset-fashion-mnist`` package
-(:data:`~keras_skipae.data.schemes.FASHION_MNIST_DIR`), else a Fashion-MNIST
+(the ``idx`` scheme's ``default_path`` in :mod:`~keras_skipae.data.schemes`), else a Fashion-MNIST
 that TFDS has already prepared in its cache.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from .arrays import from_arrays
 from .info import DataError
-from .schemes import FASHION_MNIST_DIR
+from .schemes import SCHEMES
 from .slices import parse_split
 from .tfds_source import load_tfds
 
@@ -54,14 +54,15 @@ def load_idx(directory, split, source, *, data_dir, **opts):
     if base not in ("train", "test"):
         raise DataError(f"{source}: IDX data has splits 'train' and 'test'; got {split!r}")
     if not directory:
-        if os.path.isdir(FASHION_MNIST_DIR):
-            directory = FASHION_MNIST_DIR
+        installed = SCHEMES["idx"].default_path  # read at call time: the registry is the one place it is set
+        if os.path.isdir(installed):
+            directory = installed
         else:
             cached = _tfds_fashion_mnist(data_dir)
             if cached is not None:
                         return load_tfds("fashion_mnist", split, source, data_dir=cached, download=False, **opts)
             raise DataError(
-                f"{source}: no Fashion-MNIST found: {FASHION_MNIST_DIR} does not exist and no prepared "
+                f"{source}: no Fashion-MNIST found: {installed} does not exist and no prepared "
                 f"fashion_mnist is in the TFDS cache ({data_dir or _tfds_default_dir()}). Install Debian's package "
                 "(sudo apt-get install dataset-fashion-mnist), or give idx:DIR holding "
                 "train-images-idx3-ubyte.gz etc., or use tfds:fashion_mnist with download=True"

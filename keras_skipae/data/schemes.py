@@ -40,7 +40,11 @@ class Scheme:
     takes: tuple[str, ...] = ()    # load()'s options passed on beyond the label options every scheme takes
 
     def load(self, rest: str, split: str, source: str, **options):
-        """The loader's dataset for ``split`` of ``source`` (``options``: the label options and :attr:`takes`)."""
+        """The loader's dataset for ``split`` of ``source`` (``options``: the label options and :attr:`takes`).
+
+        The loader module is imported here, on first use; it must not import :mod:`.sources` (the layout test's
+        cycle check does not see this edge).
+        """
         module_name, function = self.loader.split(":")
         loader = getattr(importlib.import_module(f"keras_skipae.data.{module_name}"), function)
         return loader(rest, split, source, **options)
