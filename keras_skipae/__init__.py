@@ -30,12 +30,12 @@ answers at once and the ``skipae`` command can quiet TensorFlow's start-up
 logging before TensorFlow loads.
 """
 
-import importlib as _importlib
 import sys as _sys
 import types as _types
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from .arch import Arch
+from .lazy import lazy_attributes as _lazy_attributes
 from .presets import presets
 
 __version__ = "0.1.0"
@@ -74,17 +74,7 @@ if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .transfer import TransferError, TransferReport, transfer
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__():
-    return sorted(n for n in set(globals()) | set(__all__) if n.startswith("__") or not n.startswith("_"))
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, __all__)
 
 
 _PUBLIC_FUNCTIONS_NAMED_LIKE_MODULES = frozenset({"presets", "transfer"})

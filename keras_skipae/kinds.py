@@ -18,11 +18,15 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from .arch import MODEL_KINDS
-from .models.autoencoder import SkipAutoEncoder
-from .models.base import SkipAEModel
-from .models.classifier import SkipClassifier
-from .models.segmenter import SkipSegmenter
-from .train import metrics as _metrics
+
+# The model classes, metrics and losses need Keras (and so TensorFlow): the table names them and they are
+# imported on first use, so that validating a recipe or printing a usage error never waits for TensorFlow.
+_MODELS = "keras_skipae.models"
+_METRICS = "keras_skipae.train.metrics"
+
+
+def _resolve(module: str, name: str):
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
@@ -30,18 +34,33 @@ class KindSpec:
     """What one model kind is made of and how it is trained, scored and served."""
 
     name: str
-    model_class: type[SkipAEModel]
+    model_class_name: str              # the model class in keras_skipae.models (imported on first use)
     pipeline_name: str                 # the input pipeline in keras_skipae.data.pipeline (imported on first use)
     metrics: tuple[str, ...]
     monitor: tuple[str, str]           # (validation metric, "min" or "max") that picks the best epoch
     serving_outputs: tuple[str, ...]   # named outputs of the exported signatures
     label_outputs: dict                # label output -> the scores it is the argmax of
     stage: str                         # the recipe stage kind that trains it
-    make_metrics: Callable             # arch -> the compiled metrics (named as in ``metrics``)
-    make_loss: Callable                # () -> the training loss
+    metrics_factory: str               # in keras_skipae.train.metrics: arch -> the compiled metrics (named as in ``metrics``)
+    loss_factory: str                  # in keras_skipae.train.metrics: () -> the training loss
     denoising: bool = False            # inputs corrupted in training, evaluated on fixed noise; a corruption record
     image_labels: bool = False         # needs one label per image (a classifier), so no unlabelled example
     any_size: bool = False             # takes any height and width (exports keep them dynamic; crops in training)
+
+    @property
+    def model_class(self) -> type:
+        """The kind's model class (a :class:`~keras_skipae.models.SkipAEModel`)."""
+        return _resolve(_MODELS, self.model_class_name)
+
+    @property
+    def make_metrics(self) -> Callable:
+        """``arch`` -> the compiled metrics, named as in :attr:`metrics`."""
+        return _resolve(_METRICS, self.metrics_factory)
+
+    @property
+    def make_loss(self) -> Callable:
+        """``()`` -> the training loss."""
+        return _resolve(_METRICS, self.loss_factory)
 
     def pipeline(self, *args, **kwargs):
         """The kind's input pipeline (:mod:`keras_skipae.data.pipeline`) applied to ``args``.
@@ -52,16 +71,16 @@ class KindSpec:
 
 
 KINDS: dict[str, KindSpec] = {
-    "autoencoder": KindSpec("autoencoder", SkipAutoEncoder, "pretrain_pipeline", ("mse", "psnr", "ssim"),
+    "autoencoder": KindSpec("autoencoder", "SkipAutoEncoder", "pretrain_pipeline", ("mse", "psnr", "ssim"),
                             ("val_mse", "min"), ("reconstruction",), {}, "pretrain",
-                            _metrics.reconstruction_metrics, _metrics.reconstruction_loss, denoising=True),
-    "classifier": KindSpec("classifier", SkipClassifier, "classification_pipeline", ("accuracy", "top5_accuracy"),
+                            "reconstruction_metrics", "reconstruction_loss", denoising=True),
+    "classifier": KindSpec("classifier", "SkipClassifier", "classification_pipeline", ("accuracy", "top5_accuracy"),
                            ("val_accuracy", "max"), ("probabilities", "class_id"), {"class_id": "probabilities"},
-                           "finetune", _metrics.classification_metrics, _metrics.probabilities_loss,
+                           "finetune", "classification_metrics", "probabilities_loss",
                            image_labels=True),
-    "segmenter": KindSpec("segmenter", SkipSegmenter, "segmentation_pipeline", ("mean_iou", "pixel_accuracy"),
+    "segmenter": KindSpec("segmenter", "SkipSegmenter", "segmentation_pipeline", ("mean_iou", "pixel_accuracy"),
                           ("val_mean_iou", "max"), ("logits", "mask"), {"mask": "logits"}, "finetune",
-                          _metrics.segmentation_metrics, _metrics.logits_loss, any_size=True),
+                          "segmentation_metrics", "logits_loss", any_size=True),
 }
 assert tuple(KINDS) == MODEL_KINDS, "kinds.KINDS and arch.ModelKind must name the same kinds"
 

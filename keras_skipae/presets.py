@@ -7,7 +7,7 @@ field. Each preset's docstring says where its numbers come from.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from .arch import Arch
 
@@ -40,6 +40,15 @@ class PresetTable(dict):
     def __str__(self) -> str:
         width = max(map(len, self), default=0)
         return "\n".join(f"{name:<{width}}  {text}" for name, text in self.items())
+
+
+def resolve_arch(preset: str | Arch | None = None, **overrides: Any) -> Arch:
+    """The :class:`Arch` for ``preset`` (a name, an Arch or None) with ``overrides`` applied."""
+    if isinstance(preset, Arch):
+        arch = preset
+    else:
+        arch = get_preset(preset or DEFAULT_PRESET)
+    return arch.replace(**overrides) if overrides else arch
 
 
 def presets() -> PresetTable:

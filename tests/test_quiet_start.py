@@ -156,3 +156,45 @@ def test_the_command_asks_for_tensorflows_onednn_kernels_unless_told_otherwise(m
     assert tf_startup.prefer_onednn() is True and os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
     assert tf_startup.prefer_onednn() is False and os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
+
+
+def test_a_mistyped_recipe_key_is_reported_without_starting_tensorflow():
+    """Validation (schema, kinds, presets, data locations) needs no TensorFlow, so a typo is answered at once."""
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom keras_skipae.cli import main\n"
+            "result = CliRunner().invoke(main, ['run', 'quickstart', '--set', 'pretrain.epoch=2'])\n"
+            "print(result.exit_code, [m for m in ('tensorflow', 'keras') if m in sys.modules])\n"
+            "print(result.output)")
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, check=True)
+    first, _, rest = out.stdout.partition("\n")
+    assert first == "1 []", out.stdout + out.stderr  # our error, exit status 1
+    assert "stages.pretrain.epoch: unknown key (did you mean 'epochs'?)" in rest
+
+
+def test_the_data_and_recipes_packages_resolve_their_public_names_on_first_use():
+    code = ("import sys\nfrom keras_skipae import data, recipes\n"
+            "r = recipes.load_recipe('quickstart', ['pretrain.epochs=1'])\n"
+            "assert r.stages['pretrain'].epochs == 1 and isinstance(data.DataError('x'), Exception)\n"
+            "print([m for m in ('tensorflow', 'keras') if m in sys.modules])\n"
+            "assert set(data.__all__) <= set(dir(data)) and set(recipes.__all__) <= set(dir(recipes))\n"
+            "from keras_skipae.data import load, pack, split\n"
+            "assert callable(load) and callable(pack) and data.split is split and recipes.run.__module__ "
+            "== 'keras_skipae.recipes.runner'\n"
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == ["[]", "['keras', 'tensorflow']"], out.stdout
+    from keras_skipae import data
+
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        data.nothing_here  # noqa: B018
+
+
+def test_the_kind_registry_resolves_its_classes_metrics_and_losses():
+    from keras_skipae.kinds import KINDS, kind_spec
+    from keras_skipae.models import SkipAutoEncoder, SkipClassifier, SkipSegmenter
+    from keras_skipae.train import metrics
+
+    assert [spec.model_class for spec in KINDS.values()] == [SkipAutoEncoder, SkipClassifier, SkipSegmenter]
+    spec = kind_spec("classifier")
+    assert spec.make_metrics is metrics.classification_metrics and spec.make_loss is metrics.probabilities_loss
+    assert kind_spec("segmenter").make_loss is metrics.logits_loss

@@ -25,14 +25,38 @@ Example::
     ae.fit(data.pretrain_pipeline(s.unlabelled, ae.arch, 64, seed=0), epochs=1)
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
+from ..lazy import lazy_attributes as _lazy_attributes
 from .info import DataError, SourceInfo
 from .locate import resolve_source
-from .packing import pack
-from .palette import Palette, read_palette
-from .pipeline import classification_pipeline, pretrain_pipeline, segmentation_pipeline
-from .sources import load
-from .splits import Splits, sample, sample_indices, split
-from .stats import compute_stats, describe, to_numpy
+
+# public name -> the submodule that defines it, imported on first access: the sources, pipelines and
+# statistics need TensorFlow, naming a source or reading its errors does not
+_LAZY = {
+    "pack": ".packing",
+    "Palette": ".palette",
+    "read_palette": ".palette",
+    "classification_pipeline": ".pipeline",
+    "pretrain_pipeline": ".pipeline",
+    "segmentation_pipeline": ".pipeline",
+    "load": ".sources",
+    "Splits": ".splits",
+    "sample": ".splits",
+    "sample_indices": ".splits",
+    "split": ".splits",
+    "compute_stats": ".stats",
+    "describe": ".stats",
+    "to_numpy": ".stats",
+}
+
+if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
+    from .packing import pack
+    from .palette import Palette, read_palette
+    from .pipeline import classification_pipeline, pretrain_pipeline, segmentation_pipeline
+    from .sources import load
+    from .splits import Splits, sample, sample_indices, split
+    from .stats import compute_stats, describe, to_numpy
 
 __all__ = [
     "DataError",
@@ -53,3 +77,5 @@ __all__ = [
     "split",
     "to_numpy",
 ]
+
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, __all__)

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import keras
 
-from ..arch import Arch
-from ..presets import DEFAULT_PRESET, get_preset
+from ..presets import resolve_arch
 from .autoencoder import SkipAutoEncoder
 from .base import SkipAEModel
 from .classifier import SkipClassifier
 from .encoder import encoder_layers, encoder_model, set_encoder_trainable
 from .segmenter import SkipSegmenter
-
-def resolve_arch(preset: str | Arch | None = None, **overrides: Any) -> Arch:
-    """The :class:`Arch` for ``preset`` (a name, an Arch or None) with ``overrides`` applied."""
-    if isinstance(preset, Arch):
-        arch = preset
-    else:
-        arch = get_preset(preset or DEFAULT_PRESET)
-    return arch.replace(**overrides) if overrides else arch
-
 
 def unfreeze_encoder(model: keras.Model, trainable: bool = True) -> keras.Model:
     """Make the encoder layers of ``model`` trainable again (recompile afterwards).

@@ -20,10 +20,12 @@ missing stage, or a data path that does not exist fails with the key's full
 path and what is allowed (:class:`RecipeError`).
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from ..data.locate import resolve_source
+from ..lazy import lazy_attributes as _lazy_attributes
 from ..recipe_library import shipped_recipes
 from .environment import environment
-from .evaluation import corrupted_for_evaluation, corruption_record, evaluate_model, pipeline_for
 from .loading import (
     RECIPES_DIR,
     apply_overrides,
@@ -35,8 +37,6 @@ from .loading import (
     read_yaml,
     validate,
 )
-from .runner import run, summary_table
-from .seeds import run_seeds, seed_recipe
 from .schema import (
     DataConfig,
     ModelConfig,
@@ -50,7 +50,27 @@ from .schema import (
     TuneConfig,
     parse_seeds,
 )
-from .study import load_study, run_study
+
+# public name -> the submodule that defines it, imported on first access: loading and validating a recipe
+# needs neither Keras nor TensorFlow (a mistyped key is reported at once), running one does
+_LAZY = {
+    "corrupted_for_evaluation": ".evaluation",
+    "corruption_record": ".evaluation",
+    "evaluate_model": ".evaluation",
+    "pipeline_for": ".evaluation",
+    "run": ".runner",
+    "summary_table": ".runner",
+    "run_seeds": ".seeds",
+    "seed_recipe": ".seeds",
+    "load_study": ".study",
+    "run_study": ".study",
+}
+
+if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
+    from .evaluation import corrupted_for_evaluation, corruption_record, evaluate_model, pipeline_for
+    from .runner import run, summary_table
+    from .seeds import run_seeds, seed_recipe
+    from .study import load_study, run_study
 
 
 def stages_of_kind(recipe: Recipe, kind: str) -> list[str]:
@@ -94,3 +114,5 @@ __all__ = [
     "summary_table",
     "validate",
 ]
+
+__getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, __all__)
