@@ -4,6 +4,7 @@ command's), and the peak-memory reading the benchmarks that measure memory share
 
 from __future__ import annotations
 
+import os
 import time
 
 from keras_skipae.tf_startup import prefer_onednn
@@ -33,14 +34,20 @@ def machine() -> dict:
         flags = sorted({f for f in line.split() if f.startswith(("avx", "amx", "fma"))})
     except (OSError, StopIteration):
         pass
-    return {"matmul_gflops": round(2 * 2048**3 / best / 1e9, 1), "cpu_flags": flags, "onednn": onednn_enabled()}
+    # an instruction-set cap (ONEDNN_MAX_CPU_ISA for oneDNN, in TensorFlow and PyTorch alike; ATEN_CPU_CAPABILITY for
+    # PyTorch's own kernels) runs an AVX-512 CPU on its AVX2 code paths: the flags above are the CPU's, not the cap's
+    caps = {name: os.environ[name] for name in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if os.environ.get(name)}
+    return {"matmul_gflops": round(2 * 2048**3 / best / 1e9, 1), "cpu_flags": flags, "onednn": onednn_enabled(),
+            "isa_caps": caps}
 
 
 def describe(figures: dict) -> str:
     """The machine line: ``machine: float32 matmul N GFLOP/s, flags ..., oneDNN on|off``."""
     onednn = {True: "on", False: "off"}.get(figures.get("onednn"), "unknown")
+    caps = figures.get("isa_caps") or {}
+    capped = "".join(f", capped by {name}={value}" for name, value in caps.items())
     return (f"machine: float32 matmul {figures['matmul_gflops']} GFLOP/s, flags {' '.join(figures['cpu_flags'])}, "
-            f"TensorFlow's oneDNN kernels {onednn}")
+            f"TensorFlow's oneDNN kernels {onednn}{capped}")
 
 
 def peak_rss_mib() -> float:

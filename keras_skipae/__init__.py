@@ -77,7 +77,7 @@ if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
 __getattr__, __dir__ = _lazy_attributes(__name__, _LAZY, __all__)
 
 
-_PUBLIC_FUNCTIONS_NAMED_LIKE_MODULES = frozenset({"presets", "transfer"})
+_PUBLIC_FUNCTIONS_NAMED_LIKE_MODULES = frozenset({"embed", "presets", "transfer"})
 
 
 class _Package(_types.ModuleType):

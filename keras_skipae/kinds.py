@@ -4,7 +4,11 @@ Per kind: the model class, the input pipeline, the metrics the trainer
 compiles and reports, the validation metric that picks the best epoch, the
 outputs of the serving signatures, and the recipe stage kind that trains it.
 The trainer, the runner, the exporters and the command line read this table;
-adding a kind means adding one entry here (and its class and pipeline).
+adding a kind means adding one entry here (and its class, exported by
+:mod:`keras_skipae.models`, its metric and loss factories in
+:mod:`keras_skipae.train.metrics` and its pipeline in
+:mod:`keras_skipae.data.pipeline`: the entry names them, and they are
+imported on first use, so that reading the table never starts TensorFlow).
 
 >>> kind_spec("classifier").monitor
 ('val_accuracy', 'max')

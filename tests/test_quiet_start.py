@@ -5,6 +5,7 @@ messages before absl::InitializeLog()", oneDNN and CUDA notes) are silenced
 unless ``--debug`` is given or the user set ``TF_CPP_MIN_LOG_LEVEL``.
 """
 
+import importlib
 import os
 import subprocess
 import sys
@@ -43,11 +44,13 @@ def test_import_loads_neither_tensorflow_nor_the_heavy_optional_libraries():
 
 
 def test_public_names_resolve_on_first_use():
-    import keras_skipae.presets  # noqa: F401  submodules named like public functions do not shadow them
+    import keras_skipae.embed  # noqa: F401  submodules named like public functions do not shadow them
+    import keras_skipae.presets  # noqa: F401
     import keras_skipae.transfer  # noqa: F401
-    from keras_skipae import TransferReport, build, load, transfer
+    from keras_skipae import TransferReport, build, embed, load, transfer
 
     assert isinstance(ks.transfer, types.FunctionType) and ks.transfer is transfer
+    assert isinstance(ks.embed, types.FunctionType) and ks.embed is embed
     assert isinstance(ks.presets, types.FunctionType) and "tiny" in ks.presets()
     assert build is ks.build and load is ks.load and TransferReport is ks.TransferReport
     assert set(ks.__all__) <= set(dir(ks))
@@ -195,6 +198,9 @@ def test_the_kind_registry_resolves_its_classes_metrics_and_losses():
     from keras_skipae.train import metrics
 
     assert [spec.model_class for spec in KINDS.values()] == [SkipAutoEncoder, SkipClassifier, SkipSegmenter]
+    for spec in KINDS.values():  # every name in the table resolves (a typo there would surface only in use)
+        assert callable(spec.make_metrics) and callable(spec.make_loss)
+        assert callable(getattr(importlib.import_module("keras_skipae.data.pipeline"), spec.pipeline_name))
     spec = kind_spec("classifier")
     assert spec.make_metrics is metrics.classification_metrics and spec.make_loss is metrics.probabilities_loss
     assert kind_spec("segmenter").make_loss is metrics.logits_loss

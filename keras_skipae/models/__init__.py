@@ -11,6 +11,7 @@ from .classifier import SkipClassifier
 from .encoder import encoder_layers, encoder_model, set_encoder_trainable
 from .segmenter import SkipSegmenter
 
+
 def unfreeze_encoder(model: keras.Model, trainable: bool = True) -> keras.Model:
     """Make the encoder layers of ``model`` trainable again (recompile afterwards).
 

@@ -30,8 +30,7 @@ from pydantic import Field, field_validator, model_validator
 from ..arch import Corruption, Merge, check_fields
 from ..choices import Cluster, OptimizerName, Pooling, Precision, Schedule, Strategy, TuneAlgorithm, TuneObjective
 from ..kinds import StageKind, is_evaluate_stage, is_finetune_stage, is_pretrain_stage, monitor_mode
-from ..presets import resolve_arch
-from ..presets import DEFAULT_PRESET
+from ..presets import DEFAULT_PRESET, resolve_arch
 from .base import SUBSET, Count, Strict
 from .stage_options import JointConfig, OnlineProbeConfig
 
