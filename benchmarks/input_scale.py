@@ -13,10 +13,13 @@ three ways, each in a fresh process so that its peak memory is its own:
 
 Each reports the seconds from the load call to the first batch, images per
 second over the next 50 batches of 64, and the process's peak resident
-memory. Prints the machine's float32 matmul GFLOP/s and CPU flags beside the
-figures; ``--json`` writes them.
+memory. The methods take turns for ``--repeats`` rounds (default 3): medians,
+ranges, and the ratios to Keras of the medians and repeat by repeat. Prints
+the machine's float32 matmul GFLOP/s and CPU flags beside the figures;
+``--json`` writes them.
 
-    python benchmarks/input_scale.py                        # 10k, 100k, 300k (minutes, about 8 GB of disk)
+    python benchmarks/input_scale.py                        # 10k, 100k, 300k, 3 repeats (minutes, about 8 GB of disk)
+    python benchmarks/input_scale.py --sizes 300000 --repeats 5 --batches 200
     python benchmarks/input_scale.py --sizes 10000,100000
     python benchmarks/input_scale.py --smoke                # seconds: the script works (not a measurement)
 """
@@ -28,6 +31,7 @@ import io
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -119,6 +123,33 @@ def measure(jobs: dict, batches: int, batch_size: int, smoke: bool) -> dict:
     return figures
 
 
+FIGURES = ("first_batch_s", "images_per_s", "peak_rss_mb")
+
+
+def repeated(jobs: dict, repeats: int, batches: int, batch_size: int, smoke: bool) -> dict:
+    """:func:`measure` ``repeats`` times, the methods taking turns (folder, packed, keras, folder, ...), so that a
+    drift of the machine's speed falls on every method alike. Per method: each figure's median (under its own
+    name), its range and spread ((max - min) / median), and every repeat's figures under ``runs``."""
+    runs = [measure(jobs, batches, batch_size, smoke) for _ in range(repeats)]
+    out = {}
+    for method in jobs:
+        mine = [run[method] for run in runs]
+        row = {"runs": mine}
+        for key in FIGURES:
+            values = [r[key] for r in mine]
+            median = statistics.median(values)
+            row[key] = round(median, 2)
+            row[key + "_range"] = [min(values), max(values)]
+            row[key + "_spread"] = round((max(values) - min(values)) / median, 3) if median else None
+        out[method] = row
+    return out
+
+
+def per_repeat(row: dict, first: str, second: str, key: str) -> list:
+    """``first``'s figure over ``second``'s, repeat by repeat (the runs that took turns)."""
+    return [round(a[key] / b[key], 2) for a, b in zip(row[first]["runs"], row[second]["runs"])]
+
+
 def pack(folder: Path, out: Path) -> float:
     """Seconds to pack ``folder`` into ``out`` (in this process: the readers are timed in fresh ones)."""
     from keras_skipae import data
@@ -133,6 +164,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,300000", help="comma-separated image counts")
     parser.add_argument("--batches", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating repeats per method (--smoke: 1)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workdir", default="/tmp/skipae_input_scale", help="where the image sets and packs go (kept)")
     parser.add_argument("--smoke", action="store_true", help="seconds: 300 images, 3 batches (not a measurement)")
@@ -148,13 +180,15 @@ def main(argv=None) -> dict:
         return {}
     sizes = [300] if args.smoke else [int(s) for s in args.sizes.split(",")]
     batches = 3 if args.smoke else args.batches
+    repeats = 1 if args.smoke else args.repeats
     work = Path(args.workdir if not args.smoke else args.workdir + "_smoke")
-    figures = {**machine(), "batches": batches, "batch_size": args.batch_size, "sizes": {}}
+    figures = {**machine(), "batches": batches, "batch_size": args.batch_size, "repeats": repeats, "sizes": {}}
     print(describe(figures))
     if args.smoke:
         print("smoke run: figures are not measurements")
     pool = jpeg_pool(50 if args.smoke else 1000)
-    print(f"{'images':>8} {'method':>7} {'first batch s':>14} {'images/s':>9} {'peak MB':>8}")
+    print(f"medians of {repeats} alternating repeat(s), range in brackets")
+    print(f"{'images':>8} {'method':>7} {'first batch s':>22} {'images/s':>22} {'peak MB':>8}")
     for n in sizes:
         folder = make_set(work / f"jpeg_{n}", n, pool)
         packed = work / f"packed_{n}"
@@ -163,14 +197,20 @@ def main(argv=None) -> dict:
             pack_s = pack(folder, packed)
         row = {"pack_s": None if pack_s is None else round(pack_s, 1)}
         jobs = {"folder": folder, "packed": packed, "keras": folder / "train"}
-        row.update(measure(jobs, batches, args.batch_size, smoke=args.smoke))
+        row.update(repeated(jobs, repeats, batches, args.batch_size, smoke=args.smoke))
         for method in METHODS:
             r = row[method]
-            print(f"{n:>8} {method:>7} {r['first_batch_s']:>14} {r['images_per_s']:>9} {r['peak_rss_mb']:>8}")
+            first_s = f"{r['first_batch_s']} [{r['first_batch_s_range'][0]}-{r['first_batch_s_range'][1]}]"
+            rate = f"{r['images_per_s']} [{r['images_per_s_range'][0]}-{r['images_per_s_range'][1]}]"
+            print(f"{n:>8} {method:>7} {first_s:>22} {rate:>22} {r['peak_rss_mb']:>8}")
         row["packed_vs_keras_throughput"] = round(row["packed"]["images_per_s"] / row["keras"]["images_per_s"], 2)
         row["folder_vs_keras_first_batch"] = round(row["folder"]["first_batch_s"] / row["keras"]["first_batch_s"], 2)
-        print(f"{n:>8} packed/keras images/s {row['packed_vs_keras_throughput']}x, folder/keras first batch "
-              f"{row['folder_vs_keras_first_batch']}x" + (f", packing took {row['pack_s']} s" if pack_s else ""))
+        row["packed_vs_keras_throughput_per_repeat"] = per_repeat(row, "packed", "keras", "images_per_s")
+        row["folder_vs_keras_first_batch_per_repeat"] = per_repeat(row, "folder", "keras", "first_batch_s")
+        print(f"{n:>8} packed/keras images/s {row['packed_vs_keras_throughput']}x of the medians "
+              f"(per repeat {row['packed_vs_keras_throughput_per_repeat']}), folder/keras first batch "
+              f"{row['folder_vs_keras_first_batch']}x (per repeat {row['folder_vs_keras_first_batch_per_repeat']})"
+              + (f", packing took {row['pack_s']} s" if pack_s else ""))
         figures["sizes"][str(n)] = row
     first, last = str(sizes[0]), str(sizes[-1])
     growth = figures["sizes"][last]["packed"]["peak_rss_mb"] / figures["sizes"][first]["packed"]["peak_rss_mb"] - 1
