@@ -347,3 +347,39 @@ def test_segmentation_training_at_scale_one_sees_what_evaluation_sees(variable, 
             j = next(j for j in range(4) if np.array_equal(m[i], m_eval_np[j]) or np.array_equal(m[i], m_eval_np[j][:, ::-1]))
             target = x_eval_np[j] if np.array_equal(m[i], m_eval_np[j]) else x_eval_np[j][:, ::-1]
             np.testing.assert_allclose(x[i][1:-1, 1:-1], target[1:-1, 1:-1], atol=1e-4)
+
+
+def _batches(pipeline, n=2):
+    return [tuple(t.numpy() for t in (b if isinstance(b, tuple) else (b,))) for b, _ in zip(pipeline, range(n))]
+
+
+def test_the_pipelines_trace_the_same_without_autograph(tmp_path, monkeypatch):
+    """The mapped functions skip AutoGraph (faster to build); with it switched back on, every batch is the same."""
+    from keras_skipae.data import pipeline as pipeline_module
+
+    folder = write_segfolder(str(tmp_path / "seg"), splits={"train": 6}, size=(24, 32), num_classes=4,
+                             ignore_label=255)
+    seg = data.load(f"segfolder:{folder}", "train", ignore_label=255)
+    grey = classification_ds(16, size=(20, 20), channels=1)
+
+    def build():
+        cls_arch = arch(input_shape=(16, 16, 3))
+        return [
+            data.pretrain_pipeline(classification_ds(16), arch(), 8, seed=3, corruption="pipeline", augment=True),
+            data.pretrain_pipeline(classification_ds(16), arch(corruption="block_masking", corruption_level=0.5,
+                                                               loss_on="corrupted"), 8, seed=3, corruption="pipeline"),
+            data.classification_pipeline(grey, cls_arch, 8, training=True, augment=True, seed=3),
+            data.classification_pipeline(grey, cls_arch, 8, training=False),
+            data.segmentation_pipeline(seg, arch(input_shape=(None, None, 3)), 2, training=True, augment=True,
+                                       crop_size=(16, 16), seed=3, ignore_label=255),
+            data.segmentation_pipeline(seg, arch(input_shape=(None, None, 3)), 1, training=False, ignore_label=255),
+        ]
+
+    without = [_batches(p) for p in build()]
+    monkeypatch.setattr(pipeline_module, "_graph", lambda fn: fn)  # AutoGraph converts them again
+    with_autograph = [_batches(p) for p in build()]
+    for a, b in zip(without, with_autograph):
+        assert len(a) == len(b) > 0
+        for x, y in zip(a, b):
+            for u, v in zip(x, y):
+                np.testing.assert_array_equal(u, v)

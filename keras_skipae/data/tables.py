@@ -80,7 +80,9 @@ class FileTable:
         ds = tf.data.Dataset.from_tensor_slices((self.refs[idx], self.targets[idx]))
         if shuffle_seed is not False:
             ds = ds.shuffle(max(len(idx), 1), seed=shuffle_seed, reshuffle_each_iteration=True)
-        return ds.map(self.decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+        # no control flow on tensors in the decoders: AutoGraph's conversion skipped (see data/pipeline.py)
+        return ds.map(tf.autograph.experimental.do_not_convert(self.decode), num_parallel_calls=AUTOTUNE,
+                      deterministic=True)
 
 
 class StreamTable:
