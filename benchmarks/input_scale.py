@@ -127,10 +127,15 @@ FIGURES = ("first_batch_s", "images_per_s", "peak_rss_mb")
 
 
 def repeated(jobs: dict, repeats: int, batches: int, batch_size: int, smoke: bool) -> dict:
-    """:func:`measure` ``repeats`` times, the methods taking turns (folder, packed, keras, folder, ...), so that a
-    drift of the machine's speed falls on every method alike. Per method: each figure's median (under its own
-    name), its range and spread ((max - min) / median), and every repeat's figures under ``runs``."""
-    runs = [measure(jobs, batches, batch_size, smoke) for _ in range(repeats)]
+    """:func:`measure` ``repeats`` times, the methods taking turns (folder, packed, keras; then packed, keras,
+    folder; ...), so that a drift of the machine's speed falls on every method alike. Per method: each figure's
+    median (under its own name), its range and spread ((max - min) / median), and every repeat's figures under
+    ``runs``."""
+    order = list(jobs)
+    runs = []
+    for r in range(repeats):  # each round starts with another method, so none always follows the same one
+        turn = order[r % len(order):] + order[:r % len(order)]
+        runs.append(measure({m: jobs[m] for m in turn}, batches, batch_size, smoke))
     out = {}
     for method in jobs:
         mine = [run[method] for run in runs]
@@ -181,6 +186,8 @@ def main(argv=None) -> dict:
     sizes = [300] if args.smoke else [int(s) for s in args.sizes.split(",")]
     batches = 3 if args.smoke else args.batches
     repeats = 1 if args.smoke else args.repeats
+    if repeats < 1:
+        parser.error(f"--repeats {repeats}: give 1 or more")
     work = Path(args.workdir if not args.smoke else args.workdir + "_smoke")
     figures = {**machine(), "batches": batches, "batch_size": args.batch_size, "repeats": repeats, "sizes": {}}
     print(describe(figures))

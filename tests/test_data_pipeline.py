@@ -357,9 +357,20 @@ def test_the_pipelines_trace_the_same_without_autograph(tmp_path, monkeypatch):
     """The mapped functions skip AutoGraph (faster to build); with it switched back on, every batch is the same."""
     from keras_skipae.data import pipeline as pipeline_module
 
+    from keras_skipae.data import files, tables
+    from keras_skipae.data.testing import encode, write_folder_tree
+
     folder = write_segfolder(str(tmp_path / "seg"), splits={"train": 6}, size=(24, 32), num_classes=4,
                              ignore_label=255)
+    with open(tmp_path / "seg" / "train" / "big.png", "wb") as f:  # one image of another size: per-example crops
+        f.write(encode(random_images(1, (40, 36), 3)[0], "png"))
+    with open(tmp_path / "seg" / "trainannot" / "big.png", "wb") as f:
+        f.write(encode(np.ones((40, 36), np.uint8), "png"))
+    tree = write_folder_tree(str(tmp_path / "tree"), 3, size=(20, 20))
+    monkeypatch.setattr(files, "MEMORY_BUDGET_BYTES", 0)  # decoded as read: FileTable's decoder is mapped
     seg = data.load(f"segfolder:{folder}", "train", ignore_label=255)
+    on_disk = data.load(f"folder:{tree}", "train")
+    assert seg.info.image_shape is None and not on_disk.info.in_memory
     grey = classification_ds(16, size=(20, 20), channels=1)
 
     def build():
@@ -373,10 +384,13 @@ def test_the_pipelines_trace_the_same_without_autograph(tmp_path, monkeypatch):
             data.segmentation_pipeline(seg, arch(input_shape=(None, None, 3)), 2, training=True, augment=True,
                                        crop_size=(16, 16), seed=3, ignore_label=255),
             data.segmentation_pipeline(seg, arch(input_shape=(None, None, 3)), 1, training=False, ignore_label=255),
+            data.pretrain_pipeline(seg, arch(input_shape=(20, 20, 3)), 4, seed=3),
+            data.classification_pipeline(on_disk, cls_arch, 4, training=True, augment=True, seed=3, cache=False),
         ]
 
     without = [_batches(p) for p in build()]
     monkeypatch.setattr(pipeline_module, "_graph", lambda fn: fn)  # AutoGraph converts them again
+    monkeypatch.setattr(tables, "_graph", lambda fn: fn)
     with_autograph = [_batches(p) for p in build()]
     for a, b in zip(without, with_autograph):
         assert len(a) == len(b) > 0

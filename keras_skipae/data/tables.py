@@ -14,6 +14,9 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+# the decoders hold no Python control flow on tensors: AutoGraph's conversion is skipped (see data/pipeline.py)
+_graph = tf.autograph.experimental.do_not_convert
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -80,9 +83,7 @@ class FileTable:
         ds = tf.data.Dataset.from_tensor_slices((self.refs[idx], self.targets[idx]))
         if shuffle_seed is not False:
             ds = ds.shuffle(max(len(idx), 1), seed=shuffle_seed, reshuffle_each_iteration=True)
-        # no control flow on tensors in the decoders: AutoGraph's conversion skipped (see data/pipeline.py)
-        return ds.map(tf.autograph.experimental.do_not_convert(self.decode), num_parallel_calls=AUTOTUNE,
-                      deterministic=True)
+        return ds.map(_graph(self.decode), num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
 class StreamTable:
