@@ -27,6 +27,7 @@ from .arch import MODEL_KINDS
 # imported on first use, so that validating a recipe or printing a usage error never waits for TensorFlow.
 _MODELS = "keras_skipae.models"
 _METRICS = "keras_skipae.train.metrics"
+_PIPELINES = "keras_skipae.data.pipeline"
 
 
 def _resolve(module: str, name: str):
@@ -71,7 +72,7 @@ class KindSpec:
 
         Resolved on first use, so building or loading a model never imports the data pipelines.
         """
-        return getattr(importlib.import_module("keras_skipae.data.pipeline"), self.pipeline_name)(*args, **kwargs)
+        return _resolve(_PIPELINES, self.pipeline_name)(*args, **kwargs)
 
 
 KINDS: dict[str, KindSpec] = {
