@@ -100,24 +100,29 @@ def test_the_threshold_is_the_users_to_set(tmp_path, monkeypatch):
         data.load("idx:", "train", stream_above=10)
 
 
-@pytest.mark.parametrize("storage", ["fast", "slow"])
+@pytest.mark.parametrize("storage", ["fast", "slow", "busy"])
 def test_headers_read_alike_in_one_thread_and_in_many(tmp_path, monkeypatch, storage):
-    """Where the first chunk reads slowly (cold or network storage) the rest is read by threads: the same
-    results, in the same order, unusable files included."""
+    """Where the first chunk reads slowly because its reads blocked (cold or network storage) the rest is read by
+    threads; where it was slow only because other work held the cores (no blocking reads), it stays in one thread.
+    The same results, in the same order, unusable files included."""
     from keras_skipae.data import headers
 
     write_folder_tree(str(tmp_path / "t"), {"train": 7}, size=(9, 13), fmt="png")
     (tmp_path / "t" / "train" / "cat" / "broken.png").write_bytes(b"not an image")
     files = sorted(str(p) for p in (tmp_path / "t" / "train").rglob("*.png"))
     monkeypatch.setattr(headers, "CHUNK", 4)
-    monkeypatch.setattr(headers, "SLOW_STORAGE_S", 0.0 if storage == "slow" else 1e9)
-    if storage == "slow":  # as if the reading thread had spent its time waiting, not computing
-        monkeypatch.setattr(headers.time, "thread_time", lambda: 0.0)
+    monkeypatch.setattr(headers, "SLOW_STORAGE_S", 1e9 if storage == "fast" else 0.0)
+    if storage != "fast":  # as if the reading thread had spent its time off the CPU, not computing ...
+        blocked = iter(range(0, 10**6, 4)) if storage == "slow" else iter(lambda: 0, None)
+        # ... blocked on its reads (slow: every file's read waited) or pre-empted (busy: no read blocked)
+        monkeypatch.setattr(headers, "_thread_clock", lambda: (0.0, next(blocked)))
     threads = []
     original = headers.ThreadPoolExecutor
     monkeypatch.setattr(headers, "ThreadPoolExecutor", lambda **kw: threads.append(kw) or original(**kw))
     shapes, problems = headers.read_headers(files, limit=1000)
     assert bool(threads) == (storage == "slow")
+    # where the OS does not count blocking, the times alone decide
+    assert headers._storage_bound(1.0, 0.1, None, 100) == (storage != "fast")
     broken = files.index(str(tmp_path / "t" / "train" / "cat" / "broken.png"))
     assert [p is None for p in problems] == [i != broken for i in range(len(files))]
     assert "not an image" in problems[broken] and shapes[broken].tolist() == [0, 0, 0]

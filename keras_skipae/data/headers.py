@@ -13,6 +13,11 @@ from __future__ import annotations
 import os
 import struct
 import time
+
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -107,11 +112,11 @@ def read_headers(paths, limit: int) -> tuple[np.ndarray, list]:
 
     results = []
     for k, chunk in enumerate(chunks):
-        wall, cpu = time.perf_counter(), time.thread_time()
+        wall, (cpu, waits) = time.perf_counter(), _thread_clock()
         results.append(read(chunk))
-        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-        # slow storage: the thread waited (wall time well over its CPU time), not a busy or profiled interpreter
-        if wall / len(chunk) > SLOW_STORAGE_S and wall > 2 * cpu and k + 1 < len(chunks):
+        (cpu_after, waits_after), wall = _thread_clock(), time.perf_counter() - wall
+        blocked = None if waits is None or waits_after is None else waits_after - waits
+        if _storage_bound(wall, cpu_after - cpu, blocked, len(chunk)) and k + 1 < len(chunks):
             with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
                 results += pool.map(read, chunks[k + 1:])
             break
@@ -123,3 +128,24 @@ def read_headers(paths, limit: int) -> tuple[np.ndarray, list]:
             shapes[i] = shape
         problems[i] = problem
     return shapes, problems
+
+
+def _thread_clock() -> tuple[float, int | None]:
+    """The calling thread's CPU seconds and, where the OS counts them (Linux), its voluntary context switches:
+    the times it blocked, on a read that had to wait for the storage among others."""
+    cpu = time.thread_time()
+    try:
+        return cpu, resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+    except (AttributeError, OSError, ValueError):
+        return cpu, None
+
+
+def _storage_bound(wall: float, cpu: float, blocked: int | None, files: int) -> bool:
+    """Whether reading ``files`` headers waited on the storage (cold disks, network file systems), so that threads
+    would overlap the waits: slow per file, the thread off the CPU most of that time, and (where counted) blocked
+    on at least one file in eight. Without the last test, other processes holding the cores, or a profiler, made
+    page-cached folders go to threads, which are slower there (they contend for the interpreter)."""
+    if wall / files <= SLOW_STORAGE_S or wall <= 2 * cpu:
+        return False
+    return blocked is None or blocked * 8 >= files
+
