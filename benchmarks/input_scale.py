@@ -8,12 +8,17 @@ three ways, each in a fresh process so that its peak memory is its own:
   ``stream_above`` files, headers only above it) into ``pretrain_pipeline``;
 - ``packed``: ``data.pack`` once (timed apart), then ``data.load("packed:DIR")``
   into ``pretrain_pipeline``;
+- ``packed_plain``: the same as ``packed`` with ``SKIPAE_DATA_XLA=0``: the
+  per-batch conversion to the model's units as plain TensorFlow operations
+  instead of one XLA-compiled function (what the fusion is worth);
 - ``keras``: ``keras.utils.image_dataset_from_directory`` with the same
   batch size, scaled to [0, 1].
 
 Each reports the seconds from the load call to the first batch, images per
 second over the next 50 batches of 64, and the process's peak resident
-memory. The methods take turns for ``--repeats`` rounds (default 3): medians,
+memory. Then, in this process, the per-batch conversion to the model's units
+alone (in memory: no reading, no decoding), XLA-fused against plain
+operations, alternating. The methods take turns for ``--repeats`` rounds (default 3): medians,
 ranges, and the ratios to Keras of the medians and repeat by repeat. Prints
 the machine's float32 matmul GFLOP/s and CPU flags beside the figures;
 ``--json`` writes them.
@@ -41,7 +46,7 @@ import numpy as np
 
 from machine import describe, machine, peak_rss_mib
 
-METHODS = ("folder", "packed", "keras")
+METHODS = ("folder", "packed", "packed_plain", "keras")
 CLASSES = 10
 
 
@@ -91,10 +96,19 @@ def child(method: str, directory: str, batches: int, batch_size: int) -> dict:
         from keras_skipae import data
         from keras_skipae.models import resolve_arch
 
-        source = f"{'packed' if method == 'packed' else 'folder'}:{directory}"
+        source = f"{'folder' if method == 'folder' else 'packed'}:{directory}"
         loaded = data.load(source, "train")
         arch = resolve_arch("tiny", input_shape=(96, 96, 3))
-        ds = data.pretrain_pipeline(loaded, arch, batch_size, training=True, seed=0, cache=False)
+        before = os.environ.get("SKIPAE_DATA_XLA")
+        if method == "packed_plain":
+            os.environ["SKIPAE_DATA_XLA"] = "0"  # read when the pipeline is built
+        try:
+            ds = data.pretrain_pipeline(loaded, arch, batch_size, training=True, seed=0, cache=False)
+        finally:
+            if before is None:
+                os.environ.pop("SKIPAE_DATA_XLA", None)
+            else:
+                os.environ["SKIPAE_DATA_XLA"] = before
     iterator = iter(ds)
     next(iterator)
     first = time.perf_counter() - start
@@ -127,8 +141,8 @@ FIGURES = ("first_batch_s", "images_per_s", "peak_rss_mb")
 
 
 def repeated(jobs: dict, repeats: int, batches: int, batch_size: int, smoke: bool) -> dict:
-    """:func:`measure` ``repeats`` times, the methods taking turns (folder, packed, keras; then packed, keras,
-    folder; ...), so that a drift of the machine's speed falls on every method alike. Per method: each figure's
+    """:func:`measure` ``repeats`` times, the methods taking turns (folder, packed, packed_plain, keras; then
+    packed, packed_plain, keras, folder; ...), so that a drift of the machine's speed falls on every method alike. Per method: each figure's
     median (under its own name), its range and spread ((max - min) / median), and every repeat's figures under
     ``runs``."""
     order = list(jobs)
@@ -165,6 +179,41 @@ def pack(folder: Path, out: Path) -> float:
     return time.perf_counter() - start
 
 
+def conversion_speed(batch_size: int, repeats: int, calls: int) -> dict:
+    """Milliseconds per batch of the pipelines' conversion to the model's units (cast, channels, normalisation) on
+    an in-memory uint8 batch of 96x96x3 images: one XLA-compiled function against the plain operations
+    (``SKIPAE_DATA_XLA=0``), ``calls`` calls each, the two taking turns ``repeats`` times in this process. No
+    reading or decoding: what the fusion saves per batch, apart from the end-to-end windows' noise."""
+    import tensorflow as tf
+
+    from keras_skipae.data import pipeline
+    from keras_skipae.models import resolve_arch
+
+    arch = resolve_arch("tiny", input_shape=(96, 96, 3))
+    x = tf.constant(np.random.default_rng(0).integers(0, 256, (batch_size, 96, 96, 3), dtype=np.uint8))
+    before = os.environ.get("SKIPAE_DATA_XLA")
+    functions = {}
+    try:
+        for name, flag in (("fused", "1"), ("plain", "0")):
+            os.environ["SKIPAE_DATA_XLA"] = flag  # read when the function is traced, just below
+            functions[name] = tf.function(lambda b: pipeline._to_units(b, arch))
+            functions[name](x)
+    finally:
+        os.environ.pop("SKIPAE_DATA_XLA", None) if before is None else os.environ.update(SKIPAE_DATA_XLA=before)
+    times = {name: [] for name in functions}
+    for r in range(repeats):
+        for name in (("fused", "plain") if r % 2 == 0 else ("plain", "fused")):
+            start = time.perf_counter()
+            for _ in range(calls):
+                functions[name](x)
+            times[name].append((time.perf_counter() - start) / calls * 1e3)
+    out = {name: {"ms_per_batch": round(statistics.median(t), 3), "range": [round(min(t), 3), round(max(t), 3)]}
+           for name, t in times.items()}
+    out["plain_vs_fused"] = round(out["plain"]["ms_per_batch"] / out["fused"]["ms_per_batch"], 2)
+    out["per_repeat"] = [round(p / f, 2) for p, f in zip(times["plain"], times["fused"])]
+    return out
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,300000", help="comma-separated image counts")
@@ -195,7 +244,7 @@ def main(argv=None) -> dict:
         print("smoke run: figures are not measurements")
     pool = jpeg_pool(50 if args.smoke else 1000)
     print(f"medians of {repeats} alternating repeat(s), range in brackets")
-    print(f"{'images':>8} {'method':>7} {'first batch s':>22} {'images/s':>22} {'peak MB':>8}")
+    print(f"{'images':>8} {'method':>12} {'first batch s':>22} {'images/s':>22} {'peak MB':>8}")
     for n in sizes:
         folder = make_set(work / f"jpeg_{n}", n, pool)
         packed = work / f"packed_{n}"
@@ -203,22 +252,32 @@ def main(argv=None) -> dict:
         if not (packed / "metadata.json").exists():
             pack_s = pack(folder, packed)
         row = {"pack_s": None if pack_s is None else round(pack_s, 1)}
-        jobs = {"folder": folder, "packed": packed, "keras": folder / "train"}
+        jobs = {"folder": folder, "packed": packed, "packed_plain": packed, "keras": folder / "train"}
         row.update(repeated(jobs, repeats, batches, args.batch_size, smoke=args.smoke))
         for method in METHODS:
             r = row[method]
             first_s = f"{r['first_batch_s']} [{r['first_batch_s_range'][0]}-{r['first_batch_s_range'][1]}]"
             rate = f"{r['images_per_s']} [{r['images_per_s_range'][0]}-{r['images_per_s_range'][1]}]"
-            print(f"{n:>8} {method:>7} {first_s:>22} {rate:>22} {r['peak_rss_mb']:>8}")
+            print(f"{n:>8} {method:>12} {first_s:>22} {rate:>22} {r['peak_rss_mb']:>8}")
         row["packed_vs_keras_throughput"] = round(row["packed"]["images_per_s"] / row["keras"]["images_per_s"], 2)
         row["folder_vs_keras_first_batch"] = round(row["folder"]["first_batch_s"] / row["keras"]["first_batch_s"], 2)
         row["packed_vs_keras_throughput_per_repeat"] = per_repeat(row, "packed", "keras", "images_per_s")
+        row["packed_vs_plain_throughput"] = round(row["packed"]["images_per_s"] / row["packed_plain"]["images_per_s"], 2)
+        row["packed_vs_plain_throughput_per_repeat"] = per_repeat(row, "packed", "packed_plain", "images_per_s")
         row["folder_vs_keras_first_batch_per_repeat"] = per_repeat(row, "folder", "keras", "first_batch_s")
         print(f"{n:>8} packed/keras images/s {row['packed_vs_keras_throughput']}x of the medians "
               f"(per repeat {row['packed_vs_keras_throughput_per_repeat']}), folder/keras first batch "
               f"{row['folder_vs_keras_first_batch']}x (per repeat {row['folder_vs_keras_first_batch_per_repeat']})"
               + (f", packing took {row['pack_s']} s" if pack_s else ""))
+        print(f"{n:>8} packed (XLA-fused conversion) / packed_plain images/s {row['packed_vs_plain_throughput']}x "
+              f"(per repeat {row['packed_vs_plain_throughput_per_repeat']})")
         figures["sizes"][str(n)] = row
+    conv = conversion_speed(args.batch_size, 3 if args.smoke else 2 * max(repeats, 3), 5 if args.smoke else 100)
+    figures["conversion"] = conv
+    print(f"conversion to the model's units, {args.batch_size}x96x96x3 uint8 in memory: XLA-fused "
+          f"{conv['fused']['ms_per_batch']} ms [{conv['fused']['range'][0]}-{conv['fused']['range'][1]}], plain "
+          f"{conv['plain']['ms_per_batch']} ms [{conv['plain']['range'][0]}-{conv['plain']['range'][1]}] a batch: "
+          f"plain/fused {conv['plain_vs_fused']}x (per repeat {conv['per_repeat']})")
     first, last = str(sizes[0]), str(sizes[-1])
     growth = figures["sizes"][last]["packed"]["peak_rss_mb"] / figures["sizes"][first]["packed"]["peak_rss_mb"] - 1
     figures["packed_memory_growth"] = round(growth, 3)

@@ -123,7 +123,8 @@ def test_input_scale_benchmark_smoke(tmp_path, smoke_here):
     assert "smoke run: figures are not measurements" in result.stdout and "packed/keras images/s" in result.stdout
     figures = json.loads(out.read_text())
     for row in figures["sizes"].values():
-        for method in ("folder", "packed", "keras"):
+        assert row["packed_vs_plain_throughput"] > 0
+        for method in ("folder", "packed", "packed_plain", "keras"):
             assert row[method]["first_batch_s"] > 0 and row[method]["images_per_s"] > 0 and row[method]["peak_rss_mb"] > 0
 
 

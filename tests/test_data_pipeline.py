@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_skipae as ks
 from keras_skipae import data
@@ -353,11 +354,11 @@ def _batches(pipeline, n=2):
     return [tuple(t.numpy() for t in (b if isinstance(b, tuple) else (b,))) for b, _ in zip(pipeline, range(n))]
 
 
-def test_the_pipelines_trace_the_same_without_autograph(tmp_path, monkeypatch):
-    """The mapped functions skip AutoGraph (faster to build); with it switched back on, every batch is the same."""
-    from keras_skipae.data import pipeline as pipeline_module
-
-    from keras_skipae.data import files, tables
+def _eight_pipelines(tmp_path, monkeypatch):
+    """A builder of eight pipelines covering every mapped function: pre-training with corruption, crops and a
+    corrupted-only loss, grey-to-RGB classification, segmentation with per-example crops (one image of another
+    size), and a folder decoded as it is read (FileTable's decoder mapped)."""
+    from keras_skipae.data import files
     from keras_skipae.data.testing import encode, write_folder_tree
 
     folder = write_segfolder(str(tmp_path / "seg"), splits={"train": 6}, size=(24, 32), num_classes=4,
@@ -388,6 +389,15 @@ def test_the_pipelines_trace_the_same_without_autograph(tmp_path, monkeypatch):
             data.classification_pipeline(on_disk, cls_arch, 4, training=True, augment=True, seed=3, cache=False),
         ]
 
+    return build
+
+
+def test_the_pipelines_trace_the_same_without_autograph(tmp_path, monkeypatch):
+    """The mapped functions skip AutoGraph (faster to build); with it switched back on, every batch is the same."""
+    from keras_skipae.data import pipeline as pipeline_module
+    from keras_skipae.data import tables
+
+    build = _eight_pipelines(tmp_path, monkeypatch)
     without = [_batches(p) for p in build()]
     monkeypatch.setattr(pipeline_module, "_graph", lambda fn: fn)  # AutoGraph converts them again
     monkeypatch.setattr(tables, "_graph", lambda fn: fn)
@@ -397,3 +407,32 @@ def test_the_pipelines_trace_the_same_without_autograph(tmp_path, monkeypatch):
         for x, y in zip(a, b):
             for u, v in zip(x, y):
                 np.testing.assert_array_equal(u, v)
+
+
+def test_the_conversion_to_model_units_is_compiled_and_agrees_with_the_plain_operations(tmp_path, monkeypatch):
+    """Fixed-size batches go to the model's units through one XLA-compiled function; SKIPAE_DATA_XLA=0 runs the
+    plain operations. Images agree to float32 rounding, labels, masks and weights exactly; same order, same draws."""
+    compiled = []
+    real_function = tf.function
+
+    def spy(fn=None, **kwargs):
+        if kwargs.get("jit_compile"):
+            compiled.append(getattr(fn, "__name__", fn))
+        return real_function(fn, **kwargs)
+
+    build = _eight_pipelines(tmp_path, monkeypatch)
+    monkeypatch.setattr(tf, "function", spy)
+    fused = [_batches(p) for p in build()]
+    assert "convert" in compiled  # the fixed-size pipelines took the compiled path
+    monkeypatch.setenv("SKIPAE_DATA_XLA", "0")
+    compiled.clear()
+    plain = [_batches(p) for p in build()]
+    assert compiled == []
+    for a, b in zip(fused, plain):
+        assert len(a) == len(b) > 0
+        for x, y in zip(a, b):
+            for u, v in zip(x, y):
+                if u.dtype.kind == "f" and u.ndim == 4 and u.shape[-1] in (1, 3):  # images in the model's units
+                    np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-6)
+                else:
+                    np.testing.assert_array_equal(u, v)
