@@ -142,9 +142,9 @@ FIGURES = ("first_batch_s", "images_per_s", "peak_rss_mb")
 
 def repeated(jobs: dict, repeats: int, batches: int, batch_size: int, smoke: bool) -> dict:
     """:func:`measure` ``repeats`` times, the methods taking turns (folder, packed, packed_plain, keras; then
-    packed, packed_plain, keras, folder; ...), so that a drift of the machine's speed falls on every method alike. Per method: each figure's
-    median (under its own name), its range and spread ((max - min) / median), and every repeat's figures under
-    ``runs``."""
+    packed, packed_plain, keras, folder; ...), so that a drift of the machine's speed falls on every method alike.
+    Per method: each figure's median (under its own name), its range and spread ((max - min) / median), and every
+    repeat's figures under ``runs``."""
     order = list(jobs)
     runs = []
     for r in range(repeats):  # each round starts with another method, so none always follows the same one
