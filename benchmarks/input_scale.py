@@ -16,10 +16,11 @@ three ways, each in a fresh process so that its peak memory is its own:
 
 Each reports the seconds from the load call to the first batch, images per
 second over the next 50 batches of 64, and the process's peak resident
-memory. Then, in this process, the per-batch conversion to the model's units
-alone (in memory: no reading, no decoding), XLA-fused against plain
-operations, alternating. The methods take turns for ``--repeats`` rounds (default 3): medians,
-ranges, and the ratios to Keras of the medians and repeat by repeat. Prints
+memory. The methods take turns for ``--repeats`` rounds (default 3): medians,
+ranges, and the ratios to Keras of the medians and repeat by repeat. Last,
+in this process, the per-batch conversion to the model's units alone (in
+memory: no reading, no decoding), XLA-fused against plain operations, in
+2 x max(repeats, 3) alternating rounds of 100 calls. Prints
 the machine's float32 matmul GFLOP/s and CPU flags beside the figures;
 ``--json`` writes them.
 
@@ -190,22 +191,28 @@ def conversion_speed(batch_size: int, repeats: int, calls: int) -> dict:
     from keras_skipae.models import resolve_arch
 
     arch = resolve_arch("tiny", input_shape=(96, 96, 3))
-    x = tf.constant(np.random.default_rng(0).integers(0, 256, (batch_size, 96, 96, 3), dtype=np.uint8))
+    with tf.device("/CPU:0"):  # where tf.data runs it, also on a machine with a GPU
+        x = tf.constant(np.random.default_rng(0).integers(0, 256, (batch_size, 96, 96, 3), dtype=np.uint8))
     before = os.environ.get("SKIPAE_DATA_XLA")
     functions = {}
     try:
         for name, flag in (("fused", "1"), ("plain", "0")):
             os.environ["SKIPAE_DATA_XLA"] = flag  # read when the function is traced, just below
             functions[name] = tf.function(lambda b: pipeline._to_units(b, arch))
-            functions[name](x)
+            with tf.device("/CPU:0"):
+                functions[name](x)
     finally:
-        os.environ.pop("SKIPAE_DATA_XLA", None) if before is None else os.environ.update(SKIPAE_DATA_XLA=before)
+        if before is None:
+            os.environ.pop("SKIPAE_DATA_XLA", None)
+        else:
+            os.environ["SKIPAE_DATA_XLA"] = before
     times = {name: [] for name in functions}
     for r in range(repeats):
         for name in (("fused", "plain") if r % 2 == 0 else ("plain", "fused")):
             start = time.perf_counter()
-            for _ in range(calls):
-                functions[name](x)
+            with tf.device("/CPU:0"):
+                for _ in range(calls):
+                    functions[name](x)
             times[name].append((time.perf_counter() - start) / calls * 1e3)
     out = {name: {"ms_per_batch": round(statistics.median(t), 3), "range": [round(min(t), 3), round(max(t), 3)]}
            for name, t in times.items()}

@@ -258,3 +258,23 @@ def test_a_recipe_trains_on_packed_data_with_its_recorded_statistics(tmp_path):
     arch = ks.load(tmp_path / "run" / "finetune" / "model.keras").arch
     assert arch.mean == pytest.approx(meta["splits"]["train"]["mean"])
     assert arch.std == pytest.approx(meta["splits"]["train"]["std"])
+
+
+def test_packed_data_is_shuffled_through_a_cache_sized_buffer_with_the_usual_floor(tmp_path):
+    """Packed data (mixed when packed) gets a 16 MiB buffer of decoded images, never under 1,024 of them; data
+    that is not packed keeps its 512 MiB buffer; a small set is shuffled whole."""
+    from keras_skipae.data import pipeline
+
+    data.pack(_folder(tmp_path / "src"), tmp_path / "out", shard_size=8)
+    packed = data.load(f"packed:{tmp_path / 'out'}", "train").info
+    plain = data.load(_folder(tmp_path / "src2"), "train").info
+    assert pipeline._buffer(None, packed) == 21  # all 21 examples
+    big = 10**7
+
+    def buffer(info, shape):
+        return pipeline._buffer(None, info.replace(num_examples=big, image_shape=shape))
+
+    assert buffer(packed, (28, 28, 1)) == 16 * 1024**2 // 784
+    assert buffer(packed, (96, 96, 3)) == buffer(packed, (224, 224, 3)) == 1024  # the floor
+    assert buffer(plain, (28, 28, 1)) == 512 * 1024**2 // 784
+    assert buffer(plain, (96, 96, 3)) == 512 * 1024**2 // (96 * 96 * 3)

@@ -148,4 +148,3 @@ def _storage_bound(wall: float, cpu: float, blocked: int | None, files: int) -> 
     if wall / files <= SLOW_STORAGE_S or wall <= 2 * cpu:
         return False
     return blocked is None or blocked * 8 >= files
-

@@ -32,11 +32,11 @@ _graph = tf.autograph.experimental.do_not_convert
 AUTOTUNE = tf.data.AUTOTUNE
 SHUFFLE_BUFFER_BYTES = 512 * 1024**2
 #: Packed data is shuffled when packed (each shard a random subset in random order, the shards' order drawn each
-#: epoch, eight read at once), so a buffer of decoded images that stays in the CPU's last-level cache mixes it
-#: enough: with 64 MiB (2,427 images of 96x96x3) the packed pipeline ran 12-15% slower than with 1,024 or fewer
-#: (benchmarks/input_scale.py; docs/benchmarks.md).
+#: epoch, eight read at once), so its buffer of decoded images is sized to the CPU's last-level cache, with the
+#: same floor of 1,024 images as other data: with 64 MiB (2,427 images of 96x96x3) the packed pipeline ran about
+#: 10-16% slower than with 1,024 (docs/benchmarks.md).
 PACKED_SHUFFLE_BUFFER_BYTES = 16 * 1024**2
-PACKED_SHUFFLE_MIN_ELEMENTS = 256
+SHUFFLE_MIN_ELEMENTS = 1024
 #: Decoded uint8 data up to this size is cached in memory by the pipelines (``cache=True``).
 CACHE_BUDGET_BYTES = int(os.environ.get("SKIPAE_DATA_CACHE_BYTES", 8 * 1024**3))
 
@@ -336,10 +336,7 @@ def _buffer(ds, info) -> int:
     per = int(shape[0] * shape[1] * shape[2]) if shape else 256 * 256 * 3
     # packed data is shuffled when packed: a smaller buffer mixes it, and memory does not grow with the set
     packed = info is not None and shards_read(info) is not None
-    if packed:
-        cap = max(PACKED_SHUFFLE_MIN_ELEMENTS, PACKED_SHUFFLE_BUFFER_BYTES // max(per, 1))
-    else:
-        cap = max(1024, SHUFFLE_BUFFER_BYTES // max(per, 1))
+    cap = max(SHUFFLE_MIN_ELEMENTS, (PACKED_SHUFFLE_BUFFER_BYTES if packed else SHUFFLE_BUFFER_BYTES) // max(per, 1))
     return min(n, cap) if n else cap
 
 
@@ -385,10 +382,12 @@ def _to_units(x, arch: Arch):
     """A batch of pixel values (uint8 or float) -> float32 in the model's units (cast, channels, normalisation).
 
     When the batch's image shape is static (every fixed-size pipeline), the conversion runs as one XLA-compiled
-    function: one pass over the batch instead of one per operation, 2.3-3.5x faster on a 64x96x96x3 batch and what
-    brings the packed pipeline to Keras's throughput (benchmarks/input_scale.py; docs/benchmarks.md). The values
-    agree with the unfused operations to float32 rounding (XLA may contract a multiply and an add), not bit for bit.
-    ``SKIPAE_DATA_XLA=0`` runs the unfused operations; images of varying sizes always do (one compilation per shape).
+    function: one pass over the batch instead of one per operation, 1.57x and 2.02x faster on a 64x96x96x3 batch (1.42-2.52
+    per repeat; benchmarks/input_scale.py, docs/benchmarks.md). It is compiled once per pipeline built and batch
+    shape (the last, partial batch of an evaluation pipeline is a second shape). The values agree with the plain
+    operations to float32 rounding (XLA may contract a multiply and an add), not bit for bit. ``SKIPAE_DATA_XLA=0``
+    runs the plain operations (also the way out where a TensorFlow build's XLA compiler fails); images of varying
+    sizes always do (one compilation per shape).
     """
 
     def convert(x):

@@ -117,9 +117,7 @@ class Tree:
         """What the decode step reads: absolute paths, or the members' bytes (zip)."""
         if self.is_zip:
             return np.array([self._member_bytes(self._files[self.prefix + r]) for r in rels], dtype=object)
-        base = os.path.join(self.path, self.prefix)  # what os.path.join(path, prefix + r) gives, joined once
-        if not base.endswith(os.sep):
-            base += os.sep
+        base = os.path.join(self.path, self.prefix, "")  # what os.path.join(path, prefix + r) gives, joined once
         return np.array([base + r for r in rels], dtype=object)
 
 
