@@ -33,6 +33,7 @@ the machine's float32 matmul GFLOP/s and CPU flags beside the figures;
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -81,6 +82,21 @@ def jpeg_pool(count: int, size: int = 96) -> list:
     return pool
 
 
+@contextlib.contextmanager
+def xla_setting(flag: str | None):
+    """``SKIPAE_DATA_XLA=flag`` inside the block (``None``: as it is), restored after it."""
+    before = os.environ.get("SKIPAE_DATA_XLA")
+    if flag is not None:
+        os.environ["SKIPAE_DATA_XLA"] = flag
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("SKIPAE_DATA_XLA", None)
+        else:
+            os.environ["SKIPAE_DATA_XLA"] = before
+
+
 def child(method: str, directory: str, batches: int, batch_size: int) -> dict:
     """One measurement, in this (fresh) process."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -100,16 +116,8 @@ def child(method: str, directory: str, batches: int, batch_size: int) -> dict:
         source = f"{'folder' if method == 'folder' else 'packed'}:{directory}"
         loaded = data.load(source, "train")
         arch = resolve_arch("tiny", input_shape=(96, 96, 3))
-        before = os.environ.get("SKIPAE_DATA_XLA")
-        if method == "packed_plain":
-            os.environ["SKIPAE_DATA_XLA"] = "0"  # read when the pipeline is built
-        try:
+        with xla_setting("0" if method == "packed_plain" else None):  # read when the pipeline is built
             ds = data.pretrain_pipeline(loaded, arch, batch_size, training=True, seed=0, cache=False)
-        finally:
-            if before is None:
-                os.environ.pop("SKIPAE_DATA_XLA", None)
-            else:
-                os.environ["SKIPAE_DATA_XLA"] = before
     iterator = iter(ds)
     next(iterator)
     first = time.perf_counter() - start
@@ -193,19 +201,11 @@ def conversion_speed(batch_size: int, repeats: int, calls: int) -> dict:
     arch = resolve_arch("tiny", input_shape=(96, 96, 3))
     with tf.device("/CPU:0"):  # where tf.data runs it, also on a machine with a GPU
         x = tf.constant(np.random.default_rng(0).integers(0, 256, (batch_size, 96, 96, 3), dtype=np.uint8))
-    before = os.environ.get("SKIPAE_DATA_XLA")
     functions = {}
-    try:
-        for name, flag in (("fused", "1"), ("plain", "0")):
-            os.environ["SKIPAE_DATA_XLA"] = flag  # read when the function is traced, just below
+    for name, flag in (("fused", "1"), ("plain", "0")):
+        with xla_setting(flag), tf.device("/CPU:0"):  # read when the function is traced, here
             functions[name] = tf.function(lambda b: pipeline._to_units(b, arch))
-            with tf.device("/CPU:0"):
-                functions[name](x)
-    finally:
-        if before is None:
-            os.environ.pop("SKIPAE_DATA_XLA", None)
-        else:
-            os.environ["SKIPAE_DATA_XLA"] = before
+            functions[name](x)
     times = {name: [] for name in functions}
     for r in range(repeats):
         for name in (("fused", "plain") if r % 2 == 0 else ("plain", "fused")):
