@@ -278,3 +278,41 @@ def test_packed_data_is_shuffled_through_a_cache_sized_buffer_with_the_usual_flo
     assert buffer(packed, (96, 96, 3)) == buffer(packed, (224, 224, 3)) == 1024  # the floor
     assert buffer(plain, (28, 28, 1)) == 512 * 1024**2 // 784
     assert buffer(plain, (96, 96, 3)) == 512 * 1024**2 // (96 * 96 * 3)
+
+
+def test_training_shuffles_the_packed_records_before_decoding_and_no_decoded_buffer_follows(tmp_path, monkeypatch):
+    """In training (not cached), packed records are shuffled still encoded, through a buffer sized in bytes (at the
+    shards' mean record size, never under RECORD_SHUFFLE_MIN, never over the examples); each pass holds every
+    example once, in an order its seed repeats; no shuffle buffer of decoded images follows."""
+    from keras_skipae.data import packed as P
+    from keras_skipae.data import pipeline
+    from keras_skipae.models import resolve_arch
+
+    data.pack(_folder(tmp_path / "src"), tmp_path / "out", shard_size=8)
+    ds = data.load(f"packed:{tmp_path / 'out'}", "train")
+    table = ds.info.table
+    assert table.record_buffer(21) == 21  # a small set: all of it
+    mean = sum(s["bytes"] for s in table.shards) / 21
+    monkeypatch.setattr(P, "RECORD_SHUFFLE_MIN", 3)
+    monkeypatch.setattr(P, "RECORD_SHUFFLE_BYTES", int(5.5 * mean))
+    assert table.record_buffer(21) == 5
+    monkeypatch.setattr(P, "RECORD_SHUFFLE_BYTES", 1)
+    assert table.record_buffer(21) == 3  # the floor
+
+    def numbers(dataset):
+        return [int(x[0, 0, 0]) * 256 + int(x[0, 0, 1]) for x, _ in dataset.as_numpy_iterator()]
+
+    shuffled = table.dataset(shuffle_seed=5)
+    first, second = numbers(shuffled), numbers(shuffled)
+    assert sorted(first) == sorted(second) == list(range(21))
+    assert first != second  # reshuffled at each pass
+    assert numbers(table.dataset(shuffle_seed=5)) == first  # the seed repeats the order
+    assert numbers(table.dataset(shuffle_seed=6)) != first
+
+    built = []
+    monkeypatch.setattr(pipeline, "_buffer", lambda *a: built.append(a) or 4)
+    arch = resolve_arch("tiny", input_shape=(12, 10, 3))
+    batches = list(pipeline.pretrain_pipeline(ds, arch, 3, training=True, seed=0, cache=False))
+    assert len(batches) == 7 and not built  # every example once; no buffer of decoded images
+    list(pipeline.pretrain_pipeline(ds, arch, 3, training=True, seed=0, cache=True))
+    assert built  # cached (decoded once), the decoded images are what gets shuffled

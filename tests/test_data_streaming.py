@@ -26,6 +26,14 @@ def test_a_streamed_folder_reads_the_same_examples_and_facts_as_a_decoded_one(tm
         assert y == sy
     s = data.split(streamed, labels_per_class=2, val_fraction=0.2, seed=0)
     assert s.labelled.info.num_examples == 6 and len(list(s.labelled)) == 6
+    # a subset of the streamed files (gathered from the table's paths) holds the same examples as the decoded one's
+    d = data.split(decoded, labels_per_class=2, val_fraction=0.2, seed=0)
+    for part in ("labelled", "unlabelled", "val"):
+        got, want = list(getattr(s, part).as_numpy_iterator()), list(getattr(d, part).as_numpy_iterator())
+        assert len(got) == len(want), part
+        for (x, y), (dx, dy) in zip(got, want):
+            np.testing.assert_array_equal(x, dx)
+            assert y == dy
 
 
 @pytest.mark.parametrize("fmt", ["gif", "png"])

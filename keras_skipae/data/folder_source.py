@@ -21,7 +21,7 @@ from .info import DataError, SourceInfo, attach_info, warn
 from .segmentation import uniform_shape, warn_ignored
 from .slices import parse_split, slice_indices
 from .tables import FileTable
-from .tree import Tree, check_tree_split, is_image, looked_for, split_names
+from .tree import Tree, check_tree_split, image_extensions, is_image, looked_for, split_names
 
 
 def load_folder(path, split, source, *, on_error, ignore_label, label_map, num_classes, class_names,
@@ -82,8 +82,8 @@ def _stream_table(refs, names, labels, on_error, limit):
         warn(f"skipped {len(skipped)} unusable file(s) (on_error='skip'), e.g. {skipped[0]}")
     keep = np.flatnonzero(np.asarray([p is None for p in problems], dtype=bool))
     channels = _files.choose_channels(shapes[keep]) if len(keep) else 3
-    hw = np.unique(shapes[keep][:, :2], axis=0)
-    size = (int(hw[0, 0]), int(hw[0, 1])) if len(hw) == 1 else (None, None)
+    uniform = uniform_shape(shapes[keep], channels)
+    size = uniform[:2] if uniform else (None, None)
     decode = _files.lazy_decoder(False, channels, "classification", size=size, limit=limit)
     table = FileTable(refs[keep], np.asarray(labels, np.int32)[keep], "classification", decode, None)
     return table, channels, shapes[keep], skipped
@@ -116,11 +116,12 @@ def list_folder(tree: Tree, split: str, source: str) -> FolderListing:
             f"(e.g. {split}/cat/0001.png)"
         )
     names, rels, labels, ignored = [], [], [], [tree.describe(f"{split}/{f}") for f in loose]
+    extensions = image_extensions()
     for cls in here:
         _, files = tree.listdir(f"{split}/{cls}")
-        kinds = [(f, is_image(f)) for f in files]
-        images = [f for f, image in kinds if image]
-        ignored += [tree.describe(f"{split}/{cls}/{f}") for f, image in kinds if not image]
+        images = [f for f in files if f.lower().endswith(extensions)]  # is_image, inlined (300,000 calls)
+        if len(images) < len(files):
+            ignored += [tree.describe(f"{split}/{cls}/{f}") for f in files if not is_image(f)]
         if not images:
             raise DataError(
                 f"{source}: class folder {tree.describe(split + '/' + cls)} holds no images "

@@ -102,10 +102,19 @@ def _check_same_options(metadata: dict, source: str, opts: dict) -> None:
             )
 
 
+#: Training shuffles the examples' encoded records (before decoding) through a buffer of this many bytes, never
+#: under RECORD_SHUFFLE_MIN records: packed data is mixed when packed, the records are several times smaller than
+#: their decoded pixels, and the decoded images then go straight to the batches.
+RECORD_SHUFFLE_BYTES = 16 * 1024**2
+RECORD_SHUFFLE_MIN = 1024
+
+
 class PackedTable:
     """The examples of one packed split, read from their shards; subsets read only the shards they touch."""
 
     in_memory = False
+    #: ``dataset(shuffle_seed=...)`` shuffles the records before decoding (the pipelines use it in training)
+    shuffles_files = True
 
     def __init__(self, folder: Path, metadata: dict, split: str, labels: np.ndarray | None):
         entry = metadata["splits"][split]
@@ -136,7 +145,7 @@ class PackedTable:
     def files(self) -> list[str]:
         return [str(self.folder / s["file"]) for s in self.shards]
 
-    def dataset(self, indices: np.ndarray | None = None) -> tf.data.Dataset:
+    def dataset(self, indices: np.ndarray | None = None, shuffle_seed: int | None | bool = False) -> tf.data.Dataset:
         """All examples, or those at ``indices``, with a known cardinality.
 
         The shard files are listed in a seeded order reshuffled at each pass
@@ -145,6 +154,10 @@ class PackedTable:
         :mod:`~keras_skipae.data.packing`), so a stream is mixed before any
         shuffle buffer. The file list is the dataset's source, so
         tf.distribute's FILE auto-sharding gives each worker its own shards.
+        ``shuffle_seed`` (an int, or None for an unseeded order) orders the
+        shards by that seed and shuffles the records, still encoded, through
+        a buffer of ``RECORD_SHUFFLE_BYTES`` anew at each pass, before they
+        are decoded; ``False``: the shards' own order only.
         """
         shards = self.shards
         keep = None
@@ -155,7 +168,9 @@ class PackedTable:
             wanted = set(np.unique(self.shard_of[indices]).tolist())
             shards = [s for i, s in enumerate(shards) if i in wanted]
         files = [str(self.folder / s["file"]) for s in shards] or [str(self.folder / self.shards[0]["file"])]
-        ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=0, reshuffle_each_iteration=True)
+        order_seed = 0 if shuffle_seed is False else shuffle_seed
+        ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=order_seed,
+                                                               reshuffle_each_iteration=True)  # fmt: skip
         ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(len(files), 8)), block_length=1,
                            num_parallel_calls=AUTOTUNE, deterministic=True)  # fmt: skip
         parse_batch, decode = self._parser()
@@ -167,10 +182,20 @@ class PackedTable:
             count = int(keep.sum())
         else:
             count = self.num_examples
+        if shuffle_seed is not False:
+            ds = ds.shuffle(self.record_buffer(count, shards), seed=shuffle_seed, reshuffle_each_iteration=True)
         ds = ds.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.FILE
         return ds.apply(tf.data.experimental.assert_cardinality(count)).with_options(options)
+
+    def record_buffer(self, count: int, shards: list | None = None) -> int:
+        """How many records the training shuffle holds: ``RECORD_SHUFFLE_BYTES`` of them at the shards' mean record
+        size (from the sizes the metadata records), never under ``RECORD_SHUFFLE_MIN``, never over ``count``."""
+        shards = self.shards if shards is None else shards
+        size = sum(int(s.get("bytes", 0)) for s in shards) / max(1, sum(int(s["examples"]) for s in shards))
+        cap = max(RECORD_SHUFFLE_MIN, int(RECORD_SHUFFLE_BYTES // size) if size > 0 else RECORD_SHUFFLE_MIN)
+        return max(1, min(count, cap))
 
     def _parser(self):
         segmentation = self.task == "segmentation"

@@ -136,8 +136,8 @@ def uniform_shape(shapes: np.ndarray, channels: int):
     shapes = np.asarray(shapes, dtype=np.int64)
     if not shapes.size:
         return None
-    hw = np.unique(shapes[:, :2], axis=0)
-    return (int(hw[0, 0]), int(hw[0, 1]), int(channels)) if len(hw) == 1 else None
+    hw = shapes[:, :2]  # compared with the first row, not np.unique (which sorts: 0.2 s at 300,000 files)
+    return (int(hw[0, 0]), int(hw[0, 1]), int(channels)) if (hw == hw[0]).all() else None
 
 
 def warn_ignored(ignored: list, source: str) -> None:
