@@ -41,14 +41,14 @@ def _ids(ds) -> list[int]:
     return sorted(_id(x) for x, _ in ds.as_numpy_iterator())
 
 
-@pytest.mark.parametrize("stream_above", [None, 0], ids=["decoded: pixels stored", "streamed: files stored"])
+@pytest.mark.parametrize("stream_above", [None, 0], ids=["decoded at load", "streamed"])
 def test_a_packed_folder_reads_back_exactly_with_its_classes_statistics_and_splits(tmp_path, stream_above):
     source = _folder(tmp_path / "src")
     meta = data.pack(source, tmp_path / "out", shard_size=4, stream_above=stream_above)
     records = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(
         [str(tmp_path / "out" / s["file"]) for s in meta["splits"]["train"]["shards"]])]  # fmt: skip
     from_file = {ex.features.feature["from_file"].int64_list.value[0] for ex in records}
-    assert from_file == ({1} if stream_above == 0 else {0}), "PNG files are kept as they are; decoded data as pixels"
+    assert from_file == {1}, "PNG files are kept as they are, whether the folder was decoded at load or streamed"
     assert meta["splits"]["train"]["num_examples"] == 21
     assert [s["examples"] for s in meta["splits"]["train"]["shards"]] == [4, 4, 4, 4, 4, 1]
     assert meta["splits"]["train"]["class_counts"] == {"0": 7, "1": 7, "2": 7}
@@ -82,7 +82,8 @@ def test_segmentation_masks_with_a_large_ignore_label_survive_packing(tmp_path):
     masks = rng.integers(0, 3, (9, 8, 6)).astype(np.int32)
     masks[:, 0, 0] = 300
     np.savez(tmp_path / "seg.npz", train_images=images, train_masks=masks)
-    data.pack(f"npz:{tmp_path / 'seg.npz'}", tmp_path / "out", shard_size=5, ignore_label=300, num_classes=3)
+    meta = data.pack(f"npz:{tmp_path / 'seg.npz'}", tmp_path / "out", shard_size=5, ignore_label=300, num_classes=3)
+    assert meta["splits"]["train"]["from_file"] == 0  # arrays have no files: their pixels are stored
     ds = data.load(f"packed:{tmp_path / 'out'}", "train")
     assert ds.info.task == "segmentation" and ds.info.ignore_label == 300
     got = list(ds.as_numpy_iterator())
@@ -316,3 +317,19 @@ def test_training_shuffles_the_packed_records_before_decoding_and_no_decoded_buf
     assert len(batches) == 7 and not built  # every example once; no buffer of decoded images
     list(pipeline.pretrain_pipeline(ds, arch, 3, training=True, seed=0, cache=True))
     assert built  # cached (decoded once), the decoded images are what gets shuffled
+
+
+def test_a_segmentation_folder_decoded_at_load_is_packed_with_its_image_files(tmp_path):
+    """A segfolder small enough to be decoded at load keeps its image files in the pack (masks as 16-bit PNG), and
+    reads back exactly."""
+    from keras_skipae.data.testing import write_segfolder
+
+    path = write_segfolder(str(tmp_path / "cam"), 6, ignore_label=11)
+    meta = data.pack(f"segfolder:{path}", tmp_path / "out", shard_size=4, ignore_label=11)
+    assert meta["splits"]["train"]["from_file"] == meta["splits"]["train"]["num_examples"] > 0
+    original = list(data.load(f"segfolder:{path}", "train", ignore_label=11).as_numpy_iterator())
+    packed = list(data.load(f"packed:{tmp_path / 'out'}", "train").as_numpy_iterator())
+    assert len(packed) == len(original)
+    key = {x.tobytes(): m for x, m in original}
+    for x, m in packed:
+        np.testing.assert_array_equal(key[x.tobytes()], m)

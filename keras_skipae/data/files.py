@@ -259,13 +259,15 @@ def build_table(result: DecodeResult, keep_idx: np.ndarray, refs, targets, is_zi
     """A :class:`MemoryTable` when the decoded data was kept, else a :class:`FileTable`."""
     if result.images is not None:
         images = stack_if_uniform(to_channels(result.images, channels))
+        # the files' paths go with the pixels (a pack then stores the files); zip members' bytes do not (held twice)
+        paths = None if is_zip else np.asarray(refs, dtype=object)[keep_idx]
         if task == "classification":
-            return MemoryTable(images, np.asarray(targets, np.int32)[keep_idx], task)
+            return MemoryTable(images, np.asarray(targets, np.int32)[keep_idx], task, refs=paths)
         masks = result.masks
         if lut is not None:
             lut8 = lut.astype(np.uint8) if lut.max() < 256 and lut.min() >= 0 else lut
             masks = lut8[masks] if isinstance(masks, np.ndarray) else [lut8[m] for m in masks]
-        return MemoryTable(images, masks, task)
+        return MemoryTable(images, masks, task, refs=paths)
     tgt = np.asarray(targets)[keep_idx]
     if task == "classification":
         tgt = tgt.astype(np.int32)

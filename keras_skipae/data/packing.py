@@ -40,7 +40,7 @@ from .info import DataError, SourceInfo
 from .packed import FORMAT, METADATA, REQUEST, read_metadata
 from .slices import parse_split
 from .sources import load
-from .tables import FileTable, StreamTable
+from .tables import StreamTable
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHARD_SIZE = 2048
@@ -265,8 +265,9 @@ def _write_shard(table, info: SourceInfo, out: Path, name: str, members: np.ndar
 
 
 def _file_bytes(table, indices: np.ndarray) -> tf.data.Dataset | None:
-    """The encoded files behind a :class:`FileTable`'s examples at ``indices`` (paths read, zip members as held)."""
-    refs = table.refs if isinstance(table, FileTable) else None
+    """The encoded files behind a table's examples at ``indices``: a :class:`FileTable`'s (paths read, zip members as
+    held) or the files a :class:`MemoryTable` was decoded from; None where there are none (arrays, TFDS)."""
+    refs = getattr(table, "refs", None)
     if refs is None or not len(refs):
         return None
     chosen = list(refs[np.asarray(indices, dtype=np.int64)])

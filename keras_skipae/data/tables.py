@@ -25,15 +25,21 @@ class MemoryTable:
 
     ``targets`` is an int array of labels ``(N,)`` for classification, or masks:
     one uint8/int array ``(N, H, W)`` or a list of ``(H, W)`` arrays.
+    ``refs``: the image files the rows were decoded from (paths), where there
+    are such files, so that :func:`~keras_skipae.data.pack` can store the
+    files themselves rather than their pixels; None otherwise.
     """
 
     in_memory = True
 
-    def __init__(self, images, targets, task: str):
+    def __init__(self, images, targets, task: str, refs: np.ndarray | None = None):
         self.images = images
         self.targets = targets
         self.task = task
         self.num_examples = len(images)
+        if refs is not None and len(refs) != self.num_examples:
+            raise ValueError(f"{len(refs)} file references for {self.num_examples} images")
+        self.refs = refs
 
     def labels(self) -> np.ndarray | None:
         return np.asarray(self.targets) if self.task == "classification" else None
