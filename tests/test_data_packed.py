@@ -299,16 +299,30 @@ def test_training_shuffles_the_packed_records_before_decoding_and_no_decoded_buf
     assert table.record_buffer(21) == 5
     monkeypatch.setattr(P, "RECORD_SHUFFLE_BYTES", 1)
     assert table.record_buffer(21) == 3  # the floor
+    monkeypatch.undo()
 
     def numbers(dataset):
         return [int(x[0, 0, 0]) * 256 + int(x[0, 0, 1]) for x, _ in dataset.as_numpy_iterator()]
 
-    shuffled = table.dataset(shuffle_seed=5)
+    shuffled = table.dataset(shuffle_seed=5)  # a buffer of all 21 records
     first, second = numbers(shuffled), numbers(shuffled)
     assert sorted(first) == sorted(second) == list(range(21))
     assert first != second  # reshuffled at each pass
     assert numbers(table.dataset(shuffle_seed=5)) == first  # the seed repeats the order
     assert numbers(table.dataset(shuffle_seed=6)) != first
+    # the same seed (so the same order of shards) with a buffer of one record: the records' shuffle is what differs
+    monkeypatch.setattr(P, "RECORD_SHUFFLE_MIN", 1)
+    monkeypatch.setattr(P, "RECORD_SHUFFLE_BYTES", 1)
+    assert numbers(table.dataset(shuffle_seed=5)) != first
+    monkeypatch.undo()
+    # a subset sizes its buffer by its own examples and shards
+    asked = []
+    real = P.PackedTable.record_buffer
+    monkeypatch.setattr(P.PackedTable, "record_buffer", lambda self, n, shards=None: asked.append((n, len(shards)))
+                        or real(self, n, shards))  # fmt: skip
+    idx = np.array([0, 1, 2])
+    assert sorted(numbers(table.dataset(idx, shuffle_seed=5))) == [0, 1, 2]  # example i holds number i
+    assert asked == [(3, len(set(table.shard_of[idx].tolist())))]
 
     built = []
     monkeypatch.setattr(pipeline, "_buffer", lambda *a: built.append(a) or 4)

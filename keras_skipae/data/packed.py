@@ -103,8 +103,9 @@ def _check_same_options(metadata: dict, source: str, opts: dict) -> None:
 
 
 #: Training shuffles the examples' encoded records (before decoding) through a buffer of this many bytes, never
-#: under RECORD_SHUFFLE_MIN records: packed data is mixed when packed, the records are several times smaller than
-#: their decoded pixels, and the decoded images then go straight to the batches.
+#: under RECORD_SHUFFLE_MIN records: packed data is mixed when packed, a record that holds its source file is
+#: several times smaller than the decoded pixels (one that holds pixels is their size), and the decoded images
+#: then go straight to the batches.
 RECORD_SHUFFLE_BYTES = 16 * 1024**2
 RECORD_SHUFFLE_MIN = 1024
 

@@ -32,9 +32,10 @@ _graph = tf.autograph.experimental.do_not_convert
 AUTOTUNE = tf.data.AUTOTUNE
 SHUFFLE_BUFFER_BYTES = 512 * 1024**2
 #: Packed data is shuffled when packed (each shard a random subset in random order, the shards' order drawn each
-#: epoch, eight read at once), so its buffer of decoded images is sized to the CPU's last-level cache, with the
-#: same floor of 1,024 images as other data: with 64 MiB (2,427 images of 96x96x3) the packed pipeline ran about
-#: 10-16% slower than with 1,024 (docs/benchmarks.md).
+#: epoch, eight read at once). Read as training runs, its records are shuffled before decoding (data.packed,
+#: RECORD_SHUFFLE_BYTES); cached, its decoded images go through a buffer sized to the CPU's last-level cache, with
+#: the same floor of 1,024 images as other data: with 64 MiB (2,427 images of 96x96x3) the packed pipeline ran
+#: about 10-16% slower than with 1,024 (docs/benchmarks.md).
 PACKED_SHUFFLE_BUFFER_BYTES = 16 * 1024**2
 SHUFFLE_MIN_ELEMENTS = 1024
 #: Decoded uint8 data up to this size is cached in memory by the pipelines (``cache=True``).
@@ -299,8 +300,9 @@ def _caches(info, cache: bool) -> bool:
 
 def _shuffled_files(ds, info, cache: bool, training: bool, seed):
     """``(ds, True)`` re-read from its files in a fresh random order each epoch, when training on files that are
-    decoded as they are read (not cached): the order is drawn over the file names, all of them, before decoding,
-    so the first batch waits for no shuffle buffer of decoded images. Else ``(ds, False)``, unchanged."""
+    decoded as they are read (not cached): the order is drawn before decoding, over the file names, all of them
+    (files), or through a 16 MiB buffer of encoded records (packed data), so no shuffle buffer of decoded images
+    follows. Else ``(ds, False)``, unchanged."""
     table = info.table if info is not None else None
     if not training or _caches(info, cache) or not getattr(table, "shuffles_files", False):
         return ds, False

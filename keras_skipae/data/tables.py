@@ -81,6 +81,8 @@ class FileTable:
     def _paths(self) -> tf.Tensor | None:
         """The file paths as one string tensor, converted once (300,000 paths: a quarter of a second each time,
         and ``load`` and the training pipeline each build a dataset); None when the references are file bytes."""
+        if not tf.executing_eagerly():  # inside a graph or tf.function: the arrays, as a graph needs its own constant
+            return None
         if self._paths_t is None and len(self.refs) and isinstance(self.refs[0], str):
             self._paths_t = tf.constant(self.refs)
         return self._paths_t
@@ -95,7 +97,7 @@ class FileTable:
         """
         idx = np.arange(self.num_examples) if indices is None else np.asarray(indices, dtype=np.int64)
         paths = self._paths()
-        if paths is None:  # in-memory bytes (zip members): sliced here, not kept twice
+        if paths is None:  # in-memory bytes (zip members: not kept twice), or built inside a graph
             refs = self.refs[idx]
         else:
             refs = paths if indices is None else tf.gather(paths, idx)
