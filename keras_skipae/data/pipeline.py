@@ -21,7 +21,7 @@ from ..arch import Arch
 from ..choices import CORRUPTION_MODES
 from . import transforms as T
 from .info import DataError, info_of
-from .packed import shards_read
+from .packed import RECORD_SHUFFLE_BYTES, RECORD_SHUFFLE_MIN, shards_read
 
 # The functions this module maps hold no Python control flow on tensors (their branches are on static shapes and
 # settings), so AutoGraph's conversion is skipped: building the pre-training pipeline on 300,000 files took 0.15 s
@@ -36,8 +36,8 @@ SHUFFLE_BUFFER_BYTES = 512 * 1024**2
 #: RECORD_SHUFFLE_BYTES); cached, its decoded images go through a buffer sized to the CPU's last-level cache, with
 #: the same floor of 1,024 images as other data: with 64 MiB (2,427 images of 96x96x3) the packed pipeline ran
 #: about 10-16% slower than with 1,024 (docs/benchmarks.md).
-PACKED_SHUFFLE_BUFFER_BYTES = 16 * 1024**2
-SHUFFLE_MIN_ELEMENTS = 1024
+PACKED_SHUFFLE_BUFFER_BYTES = RECORD_SHUFFLE_BYTES  # one cache-sized budget, for encoded records and decoded images
+SHUFFLE_MIN_ELEMENTS = RECORD_SHUFFLE_MIN
 #: Decoded uint8 data up to this size is cached in memory by the pipelines (``cache=True``).
 CACHE_BUDGET_BYTES = int(os.environ.get("SKIPAE_DATA_CACHE_BYTES", 8 * 1024**3))
 
