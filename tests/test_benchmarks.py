@@ -151,6 +151,12 @@ def test_torch_compare_benchmark_smoke(tmp_path, smoke_here):
     result = smoke_here("torch_compare.py", "--json", str(out))
     figures = json.loads(out.read_text())
     assert figures["smoke"] and figures["sides"]["trainer"]["median"] > 0 and figures["sides"]["keras"]["median"] > 0
+    # each side's work per image beside its speed: images per CPU-second and the cores it kept busy, per repeat
+    for side in ("trainer", "keras"):
+        run = figures["runs"][side][0]
+        assert run["images_per_cpu_s"] > 0 and run["busy_cpus"] > 0
+        assert run["busy_cpus"] == pytest.approx(run["images_per_s"] / run["images_per_cpu_s"])
+    assert set(figures["ratios_per_cpu_s"]) == set(figures["ratios"])
     if importlib.util.find_spec("torch") is None:
         assert "PyTorch is not installed" in result.stdout
     else:
