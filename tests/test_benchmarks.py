@@ -126,6 +126,8 @@ def test_input_scale_benchmark_smoke(tmp_path, smoke_here):
         assert row["packed_vs_plain_throughput"] > 0
         for method in ("folder", "packed", "packed_plain", "keras"):
             assert row[method]["first_batch_s"] > 0 and row[method]["images_per_s"] > 0 and row[method]["peak_rss_mb"] > 0
+            assert row[method]["images_per_cpu_s"] > 0
+        assert len(row["packed_vs_keras_per_cpu_s_per_repeat"]) == len(row["packed"]["runs"])
     assert figures["conversion"]["plain_vs_fused"] > 0 and figures["conversion"]["fused"]["ms_per_batch"] > 0
 
 
