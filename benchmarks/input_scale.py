@@ -15,9 +15,11 @@ three ways, each in a fresh process so that its peak memory is its own:
   batch size, scaled to [0, 1].
 
 Each reports the seconds from the load call to the first batch, images per
-second over the next 50 batches of 64, and the process's peak resident
-memory. The methods take turns for ``--repeats`` rounds (default 3): medians,
-ranges, and the ratios to Keras of the medians and repeat by repeat. Last,
+second over the next 50 batches of 64 (``--batches``), images per CPU-second
+over the same batches (the process's CPU time, all threads), and the
+process's peak resident memory. The methods take turns for ``--repeats`` rounds (default 3): medians,
+ranges, and the ratios to Keras of the medians and repeat by repeat (of
+images per second and of images per CPU-second for ``packed``). Last,
 in this process, the per-batch conversion to the model's units alone (in
 memory: no reading, no decoding), XLA-fused against plain operations, in
 2 x max(repeats, 3) alternating rounds of 100 calls. Prints

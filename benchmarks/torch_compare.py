@@ -20,12 +20,14 @@ repeats, the range and spread ((max - min) / median), and the ratio of each
 Keras side to PyTorch eager (channels-first) per repeat and of the medians.
 Each timed run also records the share of CPU time the hypervisor took from
 this machine (``steal`` in /proc/stat) while it ran, and the process's CPU time
-over all its threads: images per CPU-second (the work a side spends on an
-image, whatever the scheduling) and cores busy (CPU-seconds per wall second).
-On a machine whose cores do not always run at once (a virtual machine can
-give a process's threads equal CPU time yet overlap them in only part of the
-wall time), images per second moves between repeats while images per
-CPU-second does not; the two ratios are printed side by side.
+over all its threads: images per CPU-second (CPU time per image, spin-waiting
+included, so comparable between the TensorFlow sides but not between
+TensorFlow and PyTorch, whose OpenMP threads spin while they wait) and cores
+busy (CPU-seconds per wall second). On a machine that sometimes keeps fewer
+of a process's cores busy at once (seen on a 2-core virtual machine: the same
+CPU time per image, 1.1-1.5 cores busy instead of 1.9), images per second
+moves between repeats far more than images per CPU-second; the two ratios
+are printed side by side.
 
 Targets (issue 19): the trainer at least 0.97x the hand-written ``fit``; at
 least 1.0x PyTorch eager on an AVX2-only CPU (1.15x with AVX-512).
@@ -311,7 +313,7 @@ def main(argv=None) -> int:
     summary = {s: {"median": round(med[s], 1), "min": round(min(v), 1), "max": round(max(v), 1),
                    "spread_of_median": spread(v), "per_cpu_s_median": round(med_cpu[s], 2),
                    "per_cpu_s_spread_of_median": spread(per_cpu[s]),
-                   "busy_cpus": [round(r["busy_cpus"], 2) for r in runs[s]]} for s, v in rates.items()}
+                   "busy_cpus_per_repeat": [round(r["busy_cpus"], 2) for r in runs[s]]} for s, v in rates.items()}
     pairs = [("trainer", "keras"), ("trainer_xla", "trainer"), ("trainer", "trainer_eigen")]
     if "torch" in rates:
         pairs += [(s, "torch") for s in ("trainer", "keras", "trainer_xla", "trainer_eigen") if s in rates]
@@ -327,7 +329,7 @@ def main(argv=None) -> int:
     for s, v in summary.items():
         print(f"| {s} | {v['median']:.1f} | {v['min']:.1f}-{v['max']:.1f} | {v['spread_of_median']:.0%} "
               f"| {v['per_cpu_s_median']:.1f} | {v['per_cpu_s_spread_of_median']:.0%} "
-              f"| {', '.join(f'{b:.2f}' for b in v['busy_cpus'])} |")
+              f"| {', '.join(f'{b:.2f}' for b in v['busy_cpus_per_repeat'])} |")
     for name, values in ratios.items():
         a, b = name.split("/")
         print(f"{name}: img/s per repeat {', '.join(f'{r:.2f}' for r in values)}; of the medians {med[a] / med[b]:.2f}"
