@@ -17,9 +17,10 @@ three ways, each in a fresh process so that its peak memory is its own:
 Each reports the seconds from the load call to the first batch, images per
 second over the next 50 batches of 64 (``--batches``), images per CPU-second
 over the same batches (the process's CPU time, all threads), and the
-process's peak resident memory. The methods take turns for ``--repeats`` rounds (default 3): medians,
-ranges, and the ratios to Keras of the medians and repeat by repeat (of
-images per second and of images per CPU-second for ``packed``). Last,
+process's peak resident memory. The methods take turns for ``--repeats``
+rounds (default 3): medians, ranges, and the ratios to Keras of the medians
+and repeat by repeat (of images per second and, for ``packed``, of images
+per CPU-second). Last,
 in this process, the per-batch conversion to the model's units alone (in
 memory: no reading, no decoding), XLA-fused against plain operations, in
 2 x max(repeats, 3) alternating rounds of 100 calls. Prints
@@ -127,8 +128,8 @@ def child(method: str, directory: str, batches: int, batch_size: int) -> dict:
     for _ in range(batches):
         next(iterator)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    # images per CPU-second (all the process's threads): the work an image costs, whatever share of the cores the
-    # machine gave the process in this window (a virtual machine may not run its cores at once)
+    # images per CPU-second (all the process's threads, spin-waiting included): CPU time an image costs, which moves
+    # less than wall time where the machine keeps fewer of the process's cores busy in some windows than in others
     return {"first_batch_s": round(first, 2), "images_per_s": round(batches * batch_size / seconds, 1),
             "images_per_cpu_s": round(batches * batch_size / max(cpu, 1e-9), 1), "peak_rss_mb": round(peak_rss_mib(), 1)}
 
